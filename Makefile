@@ -1,0 +1,44 @@
+# Entry points of the course repository.  See README.md.
+#   make demo    create .venv, regenerate releases, grade a generated class, print grades
+#   make test    the whole test suite (what CI runs)
+#   make bench   grading speed, measured side by side
+#   make release regenerate release/ from source/ (commit the result)
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv setup release check-release demo test bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+venv: $(STAMP)
+
+# System tools the kernel sandbox needs (bubblewrap); see README "Sandbox".
+setup: venv
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  echo "installing bubblewrap (kernel sandbox)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q bubblewrap >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }; \
+	  else sudo apt-get install -y -q bubblewrap; fi; }
+
+release: setup
+	$(PY) -m coursekit release
+
+check-release: setup
+	$(PY) -m coursekit release --check
+
+demo: setup
+	$(PY) -m coursekit demo
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m coursekit bench
+
+clean:
+	rm -rf autograded submitted feedback reports gradebook.db .coursekit

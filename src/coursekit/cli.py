@@ -1,0 +1,53 @@
+"""The single command-line entry point (``coursekit`` / ``python -m coursekit``).
+
+Each capability module that offers a command exposes two functions,
+``add_arguments(parser)`` and ``run(args) -> int``; this file only maps command
+names to modules, importing a module when its command is used so that
+``coursekit --help`` stays fast (no torch import).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "release": ("coursekit.release", "regenerate release/ from source/ (nbgrader generate_assignment)"),
+    "sync": ("coursekit.nbshared", "inline the shared notebook code into the source notebooks"),
+    "classgen": ("coursekit.classgen", "write a generated class of submissions into submitted/"),
+    "collect": ("coursekit.intake", "map an LMS export to submitted/<student>/<assignment>/"),
+    "grade": ("coursekit.grading", "autograde every submission of an assignment in parallel"),
+    "report": ("coursekit.reports", "grades CSV, feedback and class summary for an assignment"),
+    "demo": ("coursekit.demo", "end-to-end demo: releases, a generated class, grades"),
+    "bench": ("coursekit.bench", "measure grading speed against serial nbgrader"),
+    "sandbox-check": ("coursekit.sandbox", "check that the kernel sandbox can start here"),
+}
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(prog="coursekit", description=__doc__.splitlines()[0])
+    parser.add_argument("--course", default=".", help="course root (holds nbgrader_config.py); default: .")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = {}
+    for name, (_, help_text) in COMMANDS.items():
+        subparsers[name] = sub.add_parser(name, help=help_text, description=help_text)
+    return parser, subparsers
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser, subparsers = build_parser()
+    # Find the command first so that only its module is imported.
+    command = next((a for a in argv if a in COMMANDS), None)
+    if command is None:
+        parser.print_help()
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    module = importlib.import_module(COMMANDS[command][0])
+    module.add_arguments(subparsers[command])
+    args = parser.parse_args(argv)
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

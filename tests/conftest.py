@@ -1,0 +1,48 @@
+"""Shared fixtures: a scratch course (config + source/ + release/) per test
+module, and helpers that run nbgrader's real commands in it."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from coursekit.paths import Course
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Notebooks executed by the tests run in fast mode, never in full (Colab) mode.
+os.environ.setdefault("COURSE_MODE", "fast")
+
+
+def make_course(dest: Path, assignments: list[str] | None = None) -> Course:
+    """Copy the instructor's files of the real course (no student data) to ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / "nbgrader_config.py", dest / "nbgrader_config.py")
+    for folder in ("source", "release"):
+        for a in assignments or [p.name for p in (REPO / folder).iterdir() if p.is_dir()]:
+            if (REPO / folder / a).is_dir():
+                shutil.copytree(REPO / folder / a, dest / folder / a, dirs_exist_ok=True)
+    return Course(dest.resolve())
+
+
+def nbgrader(course: Course, *args: str, check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """Run a real ``nbgrader`` command in the course root."""
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course.root,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"nbgrader {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def module_course(tmp_path_factory) -> Course:
+    return make_course(tmp_path_factory.mktemp("course"))
+
+
+@pytest.fixture
+def course(tmp_path) -> Course:
+    return make_course(tmp_path / "course")
