@@ -113,6 +113,10 @@ def run(args) -> int:
             print(p, file=sys.stderr)
         print("release/ is in sync with source/" if not problems else f"{len(problems)} release file(s) out of sync")
         return 1 if problems else 0
+    from coursekit.nbshared import sync
+
+    for nb_path in sync(course):  # shared helper code first, so that releases carry the current one
+        print(f"updated shared cells of {nb_path.relative_to(course.root)}")
     generate(course, assignments)
     for a in assignments:
         print(f"generated release/{a}")
