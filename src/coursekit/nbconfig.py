@@ -23,5 +23,19 @@ def apply_extensions(c) -> None:
     # Autograde, sanitize phase (before execution).
     c.Autograde.sanitize_preprocessors = _default(Autograde, "sanitize_preprocessors")
 
+    # Repair (coursekit.repair): first of the sanitize phase, so that nbgrader's own
+    # DeduplicateIds / OverwriteCells / CheckCellMetadata see cells where they expect
+    # them; the exporter turns "not a notebook" into a clear per-student error.
+    c.Autograde.sanitize_preprocessors = ["coursekit.repair.RepairSubmission"] + list(
+        c.Autograde.sanitize_preprocessors
+    )
+    c.Autograde.exporter_class = "coursekit.repair.SubmissionExporter"
+
+    # Intake (coursekit.intake): `nbgrader zip_collect` understands Moodle's
+    # "download all submissions" zip; a roster CSV maps Moodle names to student ids
+    # (c.MoodleCollector.roster, default <course>/roster.csv when present).
+    c.ZipCollectApp.extractor_plugin = "coursekit.intake.MoodleExtractor"
+    c.ZipCollectApp.collector_plugin = "coursekit.intake.MoodleCollector"
+
     # Autograde, execution phase.
     c.Autograde.autograde_preprocessors = _default(Autograde, "autograde_preprocessors")
