@@ -230,6 +230,7 @@ def _worker_main(argv: list[str]) -> int:
         start = time.perf_counter()
         handler = logging.FileHandler(log_dir / f"{student}.log", mode="w", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.addFilter(_log_filter)
         errors: list[str] = []
 
         class _Errors(logging.Handler):
@@ -263,6 +264,11 @@ def _worker_main(argv: list[str]) -> int:
         result["seconds"] = time.perf_counter() - start
         reply.write(json.dumps(result, default=str) + "\n")
     return 0
+
+
+def _log_filter(record) -> bool:
+    """INFO and above, plus the DEBUG lines that time the phases (kernel messages stay out)."""
+    return record.levelno >= 20 or str(record.msg).startswith(("Applying preprocessor", "Executing notebook"))
 
 
 def _cell_timeouts(folder: Path) -> list[str]:
@@ -446,14 +452,26 @@ class Grader:
                               run=self.run_id, scope="cell", cell=cell,
                               message=f"nbgrader interrupted {cell} (Execute.timeout); graded as nbgrader does")
         elif result.get("parse_errors"):
-            files = result["parse_errors"]
-            self._fail(summary, student, "parse_error",
-                       f"not a readable notebook: {'; '.join(files)}. Ask the student to upload the "
-                       ".ipynb again (File > Download > .ipynb) and grade again.", files=files)
+            # the repair extension's exporter may already have recorded it, with a clearer message
+            earlier = [e for e in self._events_this_run(student) if e.get("kind") == "parse_error"]
+            if earlier:
+                self._cleanup_failed(student)
+                self._inflight(student).unlink(missing_ok=True)
+                summary.failed[student] = "parse_error: " + " / ".join(e.get("message", "") for e in earlier)
+            else:
+                files = result["parse_errors"]
+                self._fail(summary, student, "parse_error",
+                           f"not a readable notebook: {'; '.join(files)}. Ask the student for the notebook "
+                           "itself (Colab: File > Download > Download .ipynb) and grade again.", files=files)
         else:
             self._fail(summary, student, "grading_failed",
                        f"nbgrader could not grade it: {result.get('error', 'unknown error')} "
                        f"(log: {self.state / (student + '.log')})")
+
+    def _events_this_run(self, student: str) -> list[dict]:
+        log = events.read(self.course.root, self.assignment, student)
+        starts = [i for i, e in enumerate(log) if e.get("kind") == "grading_started" and e.get("run") == self.run_id]
+        return log[starts[-1] + 1:] if starts else []
 
     # -- the run
     def run(self, students: list[str], summary: Summary) -> Summary:

@@ -1,0 +1,294 @@
+"""``coursekit bench`` (``make bench``): how fast a class is graded, measured side by side.
+
+In one run, on one generated class (assignment 1's catalogue repeated under new
+student ids up to ``--students``, at least 40), in two identical scratch courses
+under ``.coursekit/bench/``:
+
+* the floor: a bare ``python -c "import torch"`` (what any kernel must pay);
+* plain serial ``nbgrader autograde`` and ``coursekit grade --jobs N``, wall
+  time, their ratio and seconds per submission, and a check that both
+  gradebooks hold the same ``auto_score`` for every grade cell;
+* where the parallel run's time goes per submission (from the workers'
+  per-submission nbgrader logs: sanitize, kernel start + execution, the
+  preprocessors after execution);
+* the fast-mode execution time of every assignment's solution notebook on one
+  core (targets: a2 under 30 s, a3 under 60 s);
+* the sandbox's start-up numbers, when ``coursekit.sandbox`` offers a
+  ``measure_startup()`` function.
+
+Prints a table and writes everything to ``reports/bench.json``.  The machine
+is shared, so absolute numbers are noisy: compare the two runs of one bench.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from coursekit import classgen, gradebook
+from coursekit.paths import MODE_VARIABLE, Course, CourseError
+
+BENCH_ASSIGNMENT = "a1_batchnorm1d"
+TARGETS_ONE_CORE = {"a2_batchnorm2d": 30.0, "a3_alexnet_bn": 60.0}
+SPEEDUP_TARGET = 3.0
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    # nbgrader runs `alembic` when it creates a gradebook: the venv's bin must be on PATH
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env[MODE_VARIABLE] = "fast"
+    return env
+
+
+def _timed(cmd: list[str], cwd: Path, log: Path | None = None, check: bool = True) -> float:
+    start = time.perf_counter()
+    with open(log, "wb") if log else open(os.devnull, "wb") as out:
+        proc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=_env())
+    wall = time.perf_counter() - start
+    if check and proc.returncode != 0:
+        tail = log.read_text(errors="replace")[-2000:] if log else ""
+        raise CourseError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{tail}")
+    return wall
+
+
+# ---------------------------------------------------------------- pieces
+
+def floor(repeats: int = 3) -> float:
+    """Median wall time of a bare ``python -c "import torch"``."""
+    times = [_timed([sys.executable, "-c", "import torch"], Path.cwd()) for _ in range(repeats)]
+    return statistics.median(times)
+
+
+def bench_class(course: Course, size: int) -> list[classgen.Variant]:
+    """Assignment 1's catalogue, repeated under new student ids until ``size`` submissions."""
+    base = classgen.catalogue(BENCH_ASSIGNMENT)
+    if not base:
+        raise CourseError(f"the catalogue of {BENCH_ASSIGNMENT} is empty")
+    out = []
+    for k in range((size + len(base) - 1) // len(base)):
+        out += [dataclasses.replace(v, student=f"{v.student}-{k:02d}") for v in base]
+    return out[:max(size, len(base))]
+
+
+def make_courses(repo: Course, dest: Path, size: int) -> tuple[Course, Course, int]:
+    """Two identical scratch courses (config, source, release, gradebook, the same class)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    first = Course((dest / "serial").resolve())
+    first.root.mkdir(parents=True)
+    shutil.copy2(repo.root / "nbgrader_config.py", first.root / "nbgrader_config.py")
+    shutil.copytree(repo.source / BENCH_ASSIGNMENT, first.source / BENCH_ASSIGNMENT)
+    _timed([sys.executable, "-m", "nbgrader", "generate_assignment", BENCH_ASSIGNMENT, "--force"], first.root,
+           log=dest / "generate_assignment.log")
+    variants = bench_class(first, size)
+    classgen.write_class(first, BENCH_ASSIGNMENT, variants)
+    second = Course((dest / "parallel").resolve())
+    shutil.copytree(first.root, second.root)
+    return first, second, len(variants)
+
+
+def compare(serial: Course, parallel: Course) -> dict:
+    """Every grade cell's auto_score, read from both gradebooks."""
+    a, b = gradebook.scores(serial, BENCH_ASSIGNMENT), gradebook.scores(parallel, BENCH_ASSIGNMENT)
+    differences = []
+    for student in sorted(set(a) | set(b)):
+        for cell in sorted(set(a.get(student, {})) | set(b.get(student, {}))):
+            x, y = a.get(student, {}).get(cell), b.get(student, {}).get(cell)
+            if x != y:
+                differences.append({"student": student, "cell": cell, "serial": x, "parallel": y})
+    return {"identical": not differences and bool(a), "students": len(a), "differences": differences[:20]}
+
+
+PHASES = (  # (phase, log line that starts it)
+    ("nbgrader setup", re.compile(r"Creating/updating student")),
+    ("sanitize", re.compile(r"INFO Sanitizing ")),
+    ("kernel start", re.compile(r"Applying preprocessor: Execute$")),
+    ("execution", re.compile(r"Executing notebook with kernel")),
+    ("after execution", re.compile(r"Applying preprocessor: (?!Execute$)(?!ClearOutput)(?!Dedup)(?!Overwrite)"
+                                   r"(?!CheckCell)(?!Repair)\w+")),
+    ("write", re.compile(r"Setting destination file permissions")),
+)
+STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+
+
+def profile(course: Course) -> dict[str, float]:
+    """Median seconds per phase of one submission, from the workers' per-submission logs."""
+    per_phase: dict[str, list[float]] = {name: [] for name, _ in PHASES[:-1]}
+    for log in (course.state / "grading" / BENCH_ASSIGNMENT).glob("*.log"):
+        if log.name.startswith("worker-"):
+            continue
+        marks: dict[str, float] = {}
+        for line in log.read_text(errors="replace").splitlines():
+            m = STAMP.match(line)
+            if not m:
+                continue
+            t = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            for name, pattern in PHASES:
+                if name not in marks and pattern.search(line):
+                    marks[name] = t
+        names = [n for n, _ in PHASES]
+        for i, name in enumerate(names[:-1]):
+            nxt = next((marks[n] for n in names[i + 1:] if n in marks), None)
+            if name in marks and nxt is not None:
+                per_phase[name].append(nxt - marks[name])
+    return {k: round(statistics.median(v), 3) for k, v in per_phase.items() if v}
+
+
+def solution_times(repo: Course, work: Path) -> dict[str, dict]:
+    """Fast-mode execution of every assignment's solution (source) notebook, pinned to one core."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    out: dict[str, dict] = {}
+    cpus = sorted(os.sched_getaffinity(0))
+    for assignment in repo.assignments():
+        for path in repo.source_notebooks(assignment):
+            run_dir = work / "solutions" / assignment
+            shutil.copytree(path.parent, run_dir, dirs_exist_ok=True)
+            nb = nbformat.read(str(path), as_version=4)
+            env_before = {k: os.environ.get(k) for k in (MODE_VARIABLE, "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+            os.environ.update({MODE_VARIABLE: "fast", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+            os.sched_setaffinity(0, {cpus[-1]})  # the kernel inherits one core
+            error = None
+            start = time.perf_counter()
+            try:
+                client = NotebookClient(nb, timeout=600, kernel_name="python3",
+                                        resources={"metadata": {"path": str(run_dir)}})
+                client.execute()
+            except Exception as exc:  # noqa: BLE001 - reported in the table, the bench goes on
+                error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ''}"
+            finally:
+                wall = time.perf_counter() - start
+                os.sched_setaffinity(0, set(cpus))
+                for k, v in env_before.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+            target = TARGETS_ONE_CORE.get(assignment)
+            out[f"{assignment}/{path.name}"] = {
+                "seconds": round(wall, 2), "target_s": target, "error": error,
+                "meets_target": (error is None and (target is None or wall <= target)),
+            }
+    return out
+
+
+def sandbox_startup() -> dict | None:
+    try:
+        from coursekit import sandbox
+    except ImportError:
+        return None
+    measure = getattr(sandbox, "measure_startup", None)
+    if measure is None:
+        return None
+    try:
+        return dict(measure())
+    except Exception as exc:  # noqa: BLE001 - reported, not fatal
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+# ---------------------------------------------------------------- the bench
+
+def bench(repo: Course, size: int = 40, jobs: int = 2, solutions: bool = True, keep: bool = False) -> dict:
+    if size < 40:
+        print(f"note: {size} submissions (the bench's reference size is 40)", file=sys.stderr)
+    work = repo.state / "bench"
+    result: dict = {"when": dt.datetime.now().isoformat(timespec="seconds"), "machine": {
+        "cpus": os.cpu_count(), "usable_cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+        "load_avg_at_start": list(os.getloadavg())}}
+
+    print("floor: python -c 'import torch' ...", file=sys.stderr, flush=True)
+    result["floor_s"] = round(floor(), 3)
+
+    print(f"class: {size} submissions of {BENCH_ASSIGNMENT} ...", file=sys.stderr, flush=True)
+    serial, parallel, n = make_courses(repo, work, size)
+    result["submissions"] = n
+
+    print("serial: nbgrader autograde ...", file=sys.stderr, flush=True)
+    # nbgrader exits 1 when some submission cannot be graded: the run still counts
+    t_serial = _timed([sys.executable, "-m", "nbgrader", "autograde", BENCH_ASSIGNMENT], serial.root,
+                      log=work / "serial.log", check=False)
+    print(f"  {t_serial:.1f} s\nparallel: coursekit grade --jobs {jobs} ...", file=sys.stderr, flush=True)
+    t_parallel = _timed([sys.executable, "-m", "coursekit", "grade", BENCH_ASSIGNMENT, "--jobs", str(jobs)],
+                        parallel.root, log=work / "parallel.log")
+    print(f"  {t_parallel:.1f} s", file=sys.stderr, flush=True)
+    result["serial_nbgrader"] = {"wall_s": round(t_serial, 2), "per_submission_s": round(t_serial / n, 3)}
+    result["coursekit_grade"] = {"jobs": jobs, "wall_s": round(t_parallel, 2),
+                                 "per_submission_s": round(t_parallel / n, 3)}
+    result["speedup"] = round(t_serial / t_parallel, 2)
+    result["speedup_target"] = SPEEDUP_TARGET
+    result["per_submission_over_floor"] = {
+        "serial": round(t_serial / n / result["floor_s"], 2),
+        "parallel": round(t_parallel / n / result["floor_s"], 2)}
+    result["grades"] = compare(serial, parallel)
+    result["worker_phases_median_s"] = profile(parallel)
+    result["sandbox_startup"] = sandbox_startup()
+    if solutions:
+        print("solution notebooks, fast mode, one core ...", file=sys.stderr, flush=True)
+        result["solution_notebooks_one_core"] = solution_times(repo, work)
+    result["machine"]["load_avg_at_end"] = list(os.getloadavg())
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def print_table(r: dict) -> None:
+    rows = [
+        ("submissions", f"{r['submissions']}"),
+        ("floor: python -c 'import torch'", f"{r['floor_s']:.2f} s"),
+        ("serial nbgrader autograde", f"{r['serial_nbgrader']['wall_s']:.1f} s "
+                                      f"({r['serial_nbgrader']['per_submission_s']:.2f} s/submission, "
+                                      f"{r['per_submission_over_floor']['serial']:.1f}x floor)"),
+        (f"coursekit grade --jobs {r['coursekit_grade']['jobs']}",
+         f"{r['coursekit_grade']['wall_s']:.1f} s ({r['coursekit_grade']['per_submission_s']:.2f} s/submission, "
+         f"{r['per_submission_over_floor']['parallel']:.1f}x floor)"),
+        ("speed-up", f"{r['speedup']:.2f}x (target {r['speedup_target']:g}x: "
+                     f"{'met' if r['speedup'] >= r['speedup_target'] else 'NOT met'})"),
+        ("grades identical", f"{'yes' if r['grades']['identical'] else 'NO'} ({r['grades']['students']} students)"),
+    ]
+    for phase, secs in r.get("worker_phases_median_s", {}).items():
+        rows.append((f"  worker phase: {phase} (median)", f"{secs:.2f} s"))
+    for name, s in (r.get("solution_notebooks_one_core") or {}).items():
+        target = f", target {s['target_s']:g} s" if s["target_s"] else ""
+        status = f"ERROR {s['error']}" if s["error"] else ("ok" if s["meets_target"] else "over target")
+        rows.append((f"solution {name}", f"{s['seconds']:.1f} s ({status}{target})"))
+    if r.get("sandbox_startup"):
+        for k, v in r["sandbox_startup"].items():
+            rows.append((f"sandbox: {k}", f"{v:.3f} s" if isinstance(v, (int, float)) else str(v)))
+    width = max(len(k) for k, _ in rows)
+    print()
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    if r["grades"]["differences"]:
+        print("\ngrade differences (first ones):")
+        for d in r["grades"]["differences"]:
+            print(f"  {d}")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--students", type=int, default=40, help="size of the generated class (default 40)")
+    parser.add_argument("--jobs", type=int, default=2, help="jobs of coursekit grade (default 2)")
+    parser.add_argument("--no-solutions", action="store_true", help="skip timing the solution notebooks")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch courses in .coursekit/bench")
+    parser.add_argument("--out", default=None, help="JSON output (default: reports/bench.json)")
+
+
+def run(args) -> int:
+    repo = Course.at(args.course)
+    result = bench(repo, size=args.students, jobs=args.jobs, solutions=not args.no_solutions, keep=args.keep)
+    out = Path(args.out) if args.out else repo.reports / "bench.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print_table(result)
+    print(f"\nwritten: {out}")
+    return 0 if result["grades"]["identical"] else 1
