@@ -1,0 +1,369 @@
+"""Static reading of the code a student wrote in a submission (outside the kernel).
+
+Only the lines the student wrote are judged: each code cell is compared with
+the release notebook the student received (by ``grade_id``, else by identical
+text) and only inserted or changed lines count, so given code, comments and
+docstrings never trigger anything.  Autograder test cells are instructor code
+(nbgrader restores them) and are skipped.
+
+Findings come in four kinds:
+
+- ``delegation``: the implementation names the built-in normalisation layers
+  (``F.batch_norm``, ``nn.BatchNorm1d``, ``torch.native_batch_norm``, layer /
+  group / instance norm, a non-``Module`` base class);
+- ``evasion``: constructs that hide code from this reading or from the
+  runtime trace (``eval``/``exec``/``compile``/``__import__``, ``getattr`` with
+  a computed or private name, ``torch._C``/``torch.ops``, ``importlib``,
+  ``ctypes``, frame introspection, dispatch modes);
+- ``tamper``: patching what the tests rely on (attributes of torch, nn, numpy,
+  builtins...), IPython hooks (input transformers, ``showtraceback``, events,
+  ``clear_output``), ``sys.modules``, trace hooks, signal handlers;
+- ``suspicious``: processes, signals, network, environment, file paths outside
+  the working copy, endless loops.
+
+The first two, in the cells that run before the checked test cells, cost the
+implementation points; the others are recorded for the report.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+from dataclasses import dataclass
+
+COSTLY = ("delegation", "evasion")
+
+NORM_RE = re.compile(r"(?i)^_*(native_)?(batch|layer|group|instance)_?norm\w*$")
+NORM_MODULE_RE = re.compile(r"(?i)(batchnorm|normalization)")
+
+EVASION_CALLS = {"eval", "exec", "compile", "__import__", "globals", "vars", "breakpoint"}
+ATTR_CALLS = {"getattr", "setattr", "delattr", "hasattr"}
+EVASION_MODULES = {"importlib", "ctypes", "inspect", "gc", "marshal", "types", "pickle", "dill",
+                   "cffi", "code", "codeop", "runpy", "cloudpickle", "zipimport"}
+EVASION_TORCH = {"_C", "ops", "library", "overrides", "_dynamo", "_ops", "_refs", "_decomp", "_prims"}
+DANGEROUS_ATTRS = {"__subclasses__", "__bases__", "__base__", "__mro__", "__globals__", "__builtins__",
+                   "__code__", "__closure__", "__dict__", "__getattribute__", "__import__", "__loader__",
+                   "__spec__", "__reduce__", "__reduce_ex__", "__torch_dispatch__", "__torch_function__",
+                   "f_back", "f_globals", "f_locals", "f_builtins", "gi_frame", "tb_frame", "cr_frame"}
+DANGEROUS_NAMES = {"__builtins__", "__import__", "__loader__", "__spec__"}
+
+IPYTHON_TAMPER = {"input_transformers_cleanup", "input_transformers_post", "input_transformer_manager",
+                  "ast_transformers", "showtraceback", "_showtraceback", "showsyntaxerror", "set_custom_exc",
+                  "custom_exceptions", "events", "displayhook", "display_pub", "run_cell", "run_cell_async",
+                  "run_ast_nodes", "run_code", "register_magic_function", "kernel", "excepthook",
+                  "InteractiveTB", "SyntaxTB", "user_ns", "user_global_ns", "compile", "transform_cell",
+                  "prefilter_manager", "ex", "ev"}
+SYS_TAMPER = {"modules", "settrace", "setprofile", "excepthook", "displayhook", "stdout", "stderr",
+              "meta_path", "path_hooks", "addaudithook", "_getframe", "setrecursionlimit"}
+TAMPER_NAMES = {"clear_output", "showtraceback"}
+TAMPER_MODULES = {"builtins", "unittest.mock", "mock", "sitecustomize"}
+
+SUSPICIOUS_MODULES = {"socket", "ssl", "urllib", "http", "requests", "httpx", "aiohttp", "ftplib", "smtplib",
+                      "telnetlib", "subprocess", "multiprocessing", "signal", "resource", "sqlite3", "shutil",
+                      "glob", "pty", "fcntl", "mmap", "psutil", "atexit", "pathlib", "tempfile", "threading",
+                      "asyncio", "webbrowser", "paramiko", "nbgrader", "jupyter_client", "zmq"}
+SUSPICIOUS_ATTRS = {"kill", "killpg", "fork", "forkpty", "system", "popen", "_exit", "abort", "getppid",
+                    "setsid", "environ", "environb", "getenv", "putenv", "unsetenv", "listdir", "scandir",
+                    "walk", "remove", "unlink", "rmdir", "removedirs", "rename", "renames", "replace",
+                    "chmod", "chown", "chdir", "symlink", "link", "truncate", "rmtree", "signal",
+                    "setrlimit", "connect", "create_connection", "urlopen", "execv", "execve", "execl",
+                    "execlp", "execvp", "execvpe", "spawnl", "spawnv", "posix_spawn", "pidfd_open",
+                    "sched_setaffinity", "nice", "read_bytes", "read_text", "write_text", "write_bytes",
+                    "iterdir", "rglob", "home", "cwd", "expanduser"}
+PATH_RE = re.compile(r"(?i)(^/|^~|\.\.|gradebook|\.db$|(^|/)(source|submitted|autograded|release|feedback)(/|$)"
+                     r"|/proc|/etc|/root|/home|nbgrader_config)")
+DEFAULT_MODULE_ALIASES = {"torch", "nn", "F", "np", "numpy", "builtins", "math", "sys", "os", "IPython",
+                          "plt", "matplotlib", "functional", "testing", "random", "tqdm", "torchvision"}
+# settings an honest notebook changes (determinism, plots): not patches
+HARMLESS_SETTINGS = ("torch.backends.", "plt.rcParams", "matplotlib.rcParams", "np.random.seed")
+TIME_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str   # delegation | evasion | tamper | suspicious
+    rule: str   # what was seen, e.g. "F.batch_norm", "eval", "patch torch.allclose"
+    cell: int   # index of the code cell in the notebook
+    line: int   # 1-based line in that cell
+    code: str   # the line itself, trimmed
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "rule": self.rule, "cell": self.cell, "line": self.line, "code": self.code}
+
+
+def is_test_cell(cell) -> bool:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def is_answer_cell(cell) -> bool:
+    return cell.get("cell_type") == "code" and bool(cell.get("metadata", {}).get("nbgrader", {}).get("solution"))
+
+
+def grade_id(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def student_lines(nb, release_nb=None) -> dict[int, set[int] | None]:
+    """For each non-test code cell: the 1-based lines the student wrote (None: all of them)."""
+    by_id, texts = {}, set()
+    if release_nb is not None:
+        for cell in release_nb.cells:
+            if cell.cell_type == "code":
+                texts.add(cell.source.strip())
+                if grade_id(cell):
+                    by_id[grade_id(cell)] = cell.source
+    out: dict[int, set[int] | None] = {}
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or is_test_cell(cell):
+            continue
+        if release_nb is None:
+            out[index] = None
+            continue
+        given = by_id.get(grade_id(cell)) if grade_id(cell) else None
+        if given is None:
+            out[index] = set() if cell.source.strip() in texts else None
+            continue
+        old, new = given.splitlines(), cell.source.splitlines()
+        changed: set[int] = set()
+        matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+        for op, _, _, j1, j2 in matcher.get_opcodes():
+            if op in ("replace", "insert"):
+                changed.update(range(j1 + 1, j2 + 1))
+        out[index] = changed
+    return out
+
+
+def module_aliases(nb) -> set[str]:
+    """Names bound to modules anywhere in the notebook (import torch.nn as nn, ...)."""
+    names = set(DEFAULT_MODULE_ALIASES)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tree = _parse(cell.source)[0]
+        if tree is None:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    names.add(alias.asname or alias.name.split(".")[0])
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                for alias in node.names:
+                    names.add(alias.asname or alias.name)
+    return names
+
+
+def scan_notebook(nb, release_nb=None, costly_until: int | None = None) -> list[Finding]:
+    """Findings in the student's lines.  Costly kinds found at or after cell index
+    ``costly_until`` (code that only runs after the checked tests) become suspicious."""
+    aliases = module_aliases(nb)
+    findings: list[Finding] = []
+    for index, lines in student_lines(nb, release_nb).items():
+        if lines is not None and not lines:
+            continue
+        cell = nb.cells[index]
+        for f in scan_source(cell.source, index, lines, aliases, answer_cell=is_answer_cell(cell)):
+            if f.kind in COSTLY and costly_until is not None and index >= costly_until:
+                f = Finding("suspicious", f.rule, f.cell, f.line, f.code)
+            findings.append(f)
+    return findings
+
+
+def _parse(source: str) -> tuple[ast.AST | None, int, str | None]:
+    """(tree, line offset, cell magic) of a cell, IPython syntax made Python."""
+    offset, magic = 0, None
+    stripped = source.lstrip("\n")
+    if stripped.startswith("%%"):
+        first, _, rest = stripped.partition("\n")
+        magic = first[2:].split()[0] if first[2:].split() else ""
+        if magic not in TIME_CELL_MAGICS:
+            return None, 0, magic
+        offset = source[: len(source) - len(stripped)].count("\n") + 1
+        source = rest
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+        python = TransformerManager().transform_cell(source)
+    except Exception:
+        python = source
+    try:
+        return ast.parse(python), offset, magic
+    except (SyntaxError, ValueError):
+        return None, offset, magic
+
+
+def scan_source(source: str, cell: int, lines: set[int] | None, aliases: set[str],
+                answer_cell: bool = True) -> list[Finding]:
+    tree, offset, magic = _parse(source)
+    src_lines = source.splitlines()
+    findings: list[Finding] = []
+
+    def mine(node) -> bool:
+        if lines is None:
+            return True
+        first = getattr(node, "lineno", 0) + offset
+        last = (getattr(node, "end_lineno", None) or getattr(node, "lineno", 0)) + offset
+        return any(n in lines for n in range(first, last + 1))
+
+    def add(node, kind, rule):
+        if mine(node):
+            n = getattr(node, "lineno", 1) + offset
+            text = src_lines[n - 1].strip()[:160] if 0 < n <= len(src_lines) else ""
+            findings.append(Finding(kind, rule, cell, n, text))
+
+    if magic is not None and tree is None:
+        findings.append(Finding("suspicious", f"cell magic %%{magic}", cell, 1 + offset, f"%%{magic}"))
+        return findings
+    for n, text in enumerate(src_lines, 1):
+        if (lines is None or n in lines) and text.lstrip().startswith("!"):
+            findings.append(Finding("suspicious", "shell command", cell, n, text.strip()[:160]))
+    if tree is None:
+        return findings
+    magic_lines = {n for n, t in enumerate(src_lines, 1) if t.lstrip().startswith(("%", "!"))}
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            _attribute(node, add, aliases, answer_cell, magic_lines, offset)
+        elif isinstance(node, ast.Name):
+            if node.id in DANGEROUS_NAMES:
+                add(node, "evasion", node.id)
+            elif node.id in TAMPER_NAMES:
+                add(node, "tamper", node.id)
+        elif isinstance(node, ast.Call):
+            _call(node, add, aliases)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            _import(node, add, answer_cell)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            _string(node, add, answer_cell)
+        elif isinstance(node, ast.ClassDef):
+            for base in node.bases:
+                name = _dotted(base)
+                if not name or not (name == "Module" or name.endswith(".Module")):
+                    add(node, "delegation", f"base class {name or ast.unparse(base)}")
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+            for target in targets:
+                _assignment_target(target, add, aliases)
+        elif isinstance(node, ast.While):
+            if isinstance(node.test, ast.Constant) and node.test.value and not any(
+                    isinstance(n, (ast.Break, ast.Return, ast.Raise)) for n in ast.walk(node)):
+                add(node, "suspicious", "endless loop")
+    return findings
+
+
+def _dotted(node) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        parts.append(node.func.id + "()")
+        return ".".join(reversed(parts))
+    return None
+
+
+def _root(node) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Call):
+        return _root(node.func) + "()" if _root(node.func) else None
+    return None
+
+
+def _attribute(node, add, aliases, answer_cell, magic_lines, offset) -> None:
+    attr, root = node.attr, _root(node.value)
+    dotted = _dotted(node) or attr
+    if NORM_RE.match(attr) and root not in ("self", "cls"):
+        add(node, "delegation" if answer_cell else "suspicious", dotted)
+    if attr in DANGEROUS_ATTRS:
+        add(node, "evasion", dotted)
+    elif attr.startswith("_") and not attr.startswith("__") and root not in ("self", "cls"):
+        add(node, "evasion", f"private {dotted}")
+    if root in ("torch",) and attr in EVASION_TORCH:
+        add(node, "evasion", dotted)
+    if root == "get_ipython()" and attr in IPYTHON_TAMPER:
+        if node.lineno + offset not in magic_lines:
+            add(node, "tamper", dotted)
+    if root == "sys" and attr in SYS_TAMPER:
+        add(node, "tamper", dotted)
+    if attr in SUSPICIOUS_ATTRS and root in aliases | {"Path()", "pathlib"}:
+        add(node, "suspicious", dotted)
+
+
+def _call(node, add, aliases) -> None:
+    name = node.func.id if isinstance(node.func, ast.Name) else None
+    if name in EVASION_CALLS:
+        add(node, "evasion", f"{name}()")
+    if name == "type" and len(node.args) == 3:
+        add(node, "evasion", "type() with three arguments")
+    if name in ATTR_CALLS and len(node.args) >= 2:
+        key = node.args[1]
+        if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+            add(node, "evasion", f"{name}() with a computed name")
+        elif NORM_RE.match(key.value):
+            add(node, "delegation", f"{name}(..., {key.value!r})")
+        elif key.value.startswith("_") and not key.value.startswith("__"):
+            add(node, "evasion", f"{name}(..., {key.value!r})")
+        if name in ("setattr", "delattr") and _root(node.args[0]) in aliases:
+            add(node, "tamper", f"{name}({_dotted(node.args[0]) or '...'}, ...)")
+    if name == "open" and node.args and not isinstance(node.args[0], ast.Constant):
+        pass  # computed paths: the sandbox decides, nothing to read here
+
+
+def _import(node, add, answer_cell) -> None:
+    if isinstance(node, ast.Import):
+        modules = [a.name for a in node.names]
+        names: list[str] = []
+    else:
+        modules = [node.module or ""]
+        names = [a.name for a in node.names]
+    for module in modules:
+        parts = module.split(".")
+        top = parts[0]
+        if top in EVASION_MODULES or any(p.startswith("_") for p in parts) or (
+                top == "torch" and len(parts) > 1 and parts[1] in EVASION_TORCH):
+            add(node, "evasion", f"import {module}")
+        if module in TAMPER_MODULES or top in TAMPER_MODULES:
+            add(node, "tamper", f"import {module}")
+        if top in SUSPICIOUS_MODULES:
+            add(node, "suspicious", f"import {module}")
+        if NORM_MODULE_RE.search(module):
+            add(node, "delegation" if answer_cell else "suspicious", f"import {module}")
+    for name in names:
+        if NORM_RE.match(name):
+            add(node, "delegation" if answer_cell else "suspicious", f"from {modules[0]} import {name}")
+        elif name in EVASION_TORCH or (name.startswith("_") and not name.startswith("__")):
+            add(node, "evasion", f"from {modules[0]} import {name}")
+        elif name in TAMPER_NAMES:
+            add(node, "tamper", f"from {modules[0]} import {name}")
+
+
+def _string(node, add, answer_cell) -> None:
+    value = node.value.strip()
+    if NORM_RE.match(value):
+        add(node, "delegation" if answer_cell else "suspicious", f"string {value!r}")
+    elif value in EVASION_TORCH or value in DANGEROUS_ATTRS or value in {"eval", "exec", "__import__"}:
+        add(node, "evasion", f"string {value!r}")
+    elif value and "\n" not in value and len(value) < 300 and PATH_RE.search(value):
+        add(node, "suspicious", f"path {value[:80]!r}")
+
+
+def _assignment_target(target, add, aliases) -> None:
+    if isinstance(target, (ast.Tuple, ast.List)):
+        for element in target.elts:
+            _assignment_target(element, add, aliases)
+        return
+    if isinstance(target, ast.Attribute):
+        root, dotted = _root(target), _dotted(target) or ""
+        if dotted.startswith(HARMLESS_SETTINGS):
+            return
+        if root in aliases or root == "get_ipython()":
+            add(target, "tamper", f"patch {_dotted(target) or target.attr}")
+    elif isinstance(target, ast.Subscript):
+        dotted = _dotted(target.value) or ""
+        if dotted in ("sys.modules", "__builtins__") or _root(target) == "__builtins__":
+            add(target, "tamper", f"patch {dotted}[...]")

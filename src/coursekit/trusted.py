@@ -1,0 +1,187 @@
+"""Trusted re-checks of autograded test cells, outside the student's kernel.
+
+Everything computed inside the kernel that executed a submission can be forged
+by the submission (patched ``torch.allclose`` or ``nn.BatchNorm1d``, a silenced
+``showtraceback``, input transformers that empty the test cells, hooks that
+clear error outputs...), and nbgrader scores a test cell by the mere absence of
+an error output.  ``TrustedChecks`` runs right after nbgrader's ``Execute`` and,
+for every test cell with a check registered in ``coursekit.checks.<assignment>``:
+
+1. runs the student's code cells (never the test cells) once more, in a fresh
+   sandboxed child, which answers with measurements of the student's layer as
+   JSON data (``coursekit.checks.child``);
+2. computes the references here, with the grader's own untouched torch;
+3. reads the student's lines statically (``coursekit.checks.scan``) and looks
+   at the aten operators the layer dispatched, to detect delegation to the
+   built-in layer and code that hides from either;
+4. for a test cell that passed in the kernel but fails here, puts an error
+   output (Catalan message) first in the cell, so that nbgrader's own
+   ``SaveAutoGrades`` scores it 0.  A cell that failed in the kernel is left
+   alone: this layer only ever turns a pass into a fail.
+
+It also records what the submission attempted (``tamper`` / ``suspicious``
+events, ``coursekit.events``) for the per-submission report.  The child fails
+closed: no usable answer (timeout, crash, flood, malformed data) fails the
+checked cells that passed.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import nbformat
+from nbformat.notebooknode import NotebookNode
+from traitlets import Bool, Integer
+
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+from coursekit import checks, events
+from coursekit.checks import scan
+from coursekit.checks.child import run_student_code
+from coursekit.paths import ASSIGNMENTS
+
+ERROR_NAME = "VerificacioIndependent"
+UNVERIFIED = ("no s'ha pogut verificar la teva implementació fora del nucli ({why}); "
+              "torna a executar el quadern de dalt a baix i comprova que no falla ni es penja")
+DELEGATION = ("la implementació ha de ser teva: s'ha detectat {what}. "
+              "No pots fer servir F.batch_norm, nn.BatchNorm1d ni cap capa de normalització de PyTorch, "
+              "ni amagar el codi (eval, exec, getattr amb noms calculats, torch._C, torch.ops...)")
+
+
+class TrustedChecks(NbGraderPreprocessor):
+    """Re-check registered test cells out of the kernel; only ever turn a pass into a fail."""
+
+    enabled = Bool(True, help="Run the trusted checks after execution").tag(config=True)
+    timeout = Integer(120, help="Seconds the sandboxed child may run (cells and probe)").tag(config=True)
+    cell_timeout = Integer(30, help="Seconds one student cell may run in the child").tag(config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        info = resources.get("nbgrader", {})
+        assignment, student = info.get("assignment"), info.get("student")
+        notebook = info.get("notebook")
+        if assignment not in ASSIGNMENTS or not student:
+            return nb, resources
+        root = events.course_root_from_resources(resources)
+        release_nb = _release_notebook(root, assignment, notebook)
+        registry = checks.load(assignment)
+        if registry is not None and registry.notebook not in (None, notebook):
+            registry = None
+        by_id = registry.by_grade_id() if registry else {}
+        positions = {scan.grade_id(c): i for i, c in enumerate(nb.cells) if scan.is_test_cell(c)}
+        checked = {g: i for g, i in positions.items() if g in by_id}
+        last = max(checked.values()) if checked else None
+
+        findings = scan.scan_notebook(nb, release_nb, costly_until=last)
+        self._record_findings(root, assignment, student, notebook, findings)
+        for sign in output_signs(nb):
+            events.record(root, assignment, student, "tamper", source="outputs", notebook=notebook, **sign)
+        if not checked:
+            return nb, resources
+
+        started = time.monotonic()
+        cells = [c.source for i, c in enumerate(nb.cells[:last])
+                 if c.cell_type == "code" and not scan.is_test_cell(c)]
+        verdicts, notes = self.verdicts(registry, cells, findings)
+        for grade_id, index in checked.items():
+            cell, reason = nb.cells[index], verdicts.get(grade_id)
+            # An error already first scores 0; an error behind a forged result
+            # (nbgrader reads partial credit from the first output) does not.
+            if reason is None or _first_output_fails(cell):
+                continue
+            cell.outputs.insert(0, _error_output(f"{by_id[grade_id].what}: {reason}"))
+            events.record(root, assignment, student, "tamper", source="trusted", notebook=notebook,
+                          reason="a test cell that passed in the kernel fails the out-of-kernel check",
+                          grade_id=grade_id, detail=reason)
+        self.log.info("trusted checks of %s/%s: %d cells, %.1f s%s", student, assignment, len(checked),
+                      time.monotonic() - started, f" ({'; '.join(notes)})" if notes else "")
+        return nb, resources
+
+    def verdicts(self, registry: checks.AssignmentChecks, cells: list[str],
+                 findings: list[scan.Finding]) -> tuple[dict[str, str | None], list[str]]:
+        """{grade_id: None if right, else a Catalan reason} for every registered check."""
+        seed = int.from_bytes(hashlib.sha256("\0".join(cells).encode("utf-8")).digest()[:4], "big")
+        spec = registry.spec(seed)
+        result = run_student_code(cells, registry.probe_source, registry.target, spec,
+                                  timeout=self.timeout, cell_timeout=self.cell_timeout)
+        notes = [f"child {result.wall:.1f} s"]
+        answer = result.answer or {}
+        probe = answer.get("probe")
+        if result.failure or not isinstance(probe, dict):
+            why = result.failure or f"error {str(answer.get('error'))[:200]}"
+            notes.append(f"unverified: {why}")
+            short = "el codi no ha acabat a temps" if "timeout" in why else "el codi no ha donat resultats"
+            return {c.grade_id: UNVERIFIED.format(why=short) for c in registry.checks}, notes
+
+        ops = answer.get("ops") if isinstance(answer.get("ops"), list) else []
+        delegated = sorted({str(op) for op in ops if registry.forbidden_ops.search(str(op))})
+        costly = [f for f in findings if f.kind in scan.COSTLY]
+        what = None
+        if delegated:
+            what = f"l'operació interna {delegated[0]}"
+        elif costly:
+            what = f"«{costly[0].rule}» a la línia {costly[0].line} d'una cel·la teva"
+        if what:
+            notes.append(f"delegation: {what}")
+        reference = registry.reference(spec)
+        out: dict[str, str | None] = {}
+        for check in registry.checks:
+            if check.implementation and what:
+                out[check.grade_id] = DELEGATION.format(what=what)
+                continue
+            try:
+                out[check.grade_id] = check.compare(probe, reference)
+            except Exception as exc:  # malformed student data must fail, never crash the grader
+                out[check.grade_id] = f"resultat no vàlid ({type(exc).__name__})"
+        return out, notes
+
+    def _record_findings(self, root: Path, assignment: str, student: str, notebook: str | None,
+                         findings: list[scan.Finding]) -> None:
+        grouped: dict[str, list[dict]] = defaultdict(list)
+        for f in findings:
+            grouped[f.kind].append(f.as_dict())
+        for kind, items in grouped.items():
+            event = "tamper" if kind in ("tamper", "evasion") else "suspicious"
+            events.record(root, assignment, student, event, source="static", notebook=notebook,
+                          finding=kind, rules=sorted({i["rule"] for i in items})[:20], where=items[:20])
+
+
+def _release_notebook(root: Path, assignment: str, notebook: str | None):
+    path = Path(root) / "release" / assignment / f"{notebook}.ipynb"
+    try:
+        return nbformat.read(str(path), as_version=4)
+    except Exception:
+        return None  # without it every line of a code cell counts as the student's
+
+
+def _fails(output) -> bool:
+    return output.get("output_type") == "error" or (
+        output.get("output_type") == "stream" and output.get("name") == "stderr")
+
+
+def _first_output_fails(cell) -> bool:
+    """True when nbgrader will score this test cell 0 (it reads the first telling output)."""
+    for output in cell.get("outputs", []):
+        if _fails(output):
+            return True
+        if output.get("output_type") == "execute_result":
+            return False
+    return False
+
+
+def output_signs(nb) -> list[dict]:
+    """Test cells whose outputs look forged: a result shown before an error."""
+    signs = []
+    for cell in nb.cells:
+        if not scan.is_test_cell(cell):
+            continue
+        kinds = [o.get("output_type") for o in cell.get("outputs", [])]
+        if "execute_result" in kinds and any(_fails(o) for o in cell.outputs) and not _first_output_fails(cell):
+            signs.append({"grade_id": scan.grade_id(cell), "sign": "a result shown before an error"})
+    return signs
+
+
+def _error_output(message: str) -> NotebookNode:
+    return nbformat.v4.new_output("error", ename=ERROR_NAME, evalue=message,
+                                  traceback=[f"{ERROR_NAME}: {message}"])
