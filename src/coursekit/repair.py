@@ -28,7 +28,6 @@ from __future__ import annotations
 import ast
 import copy
 import difflib
-import json
 import os
 import re
 import uuid
@@ -477,8 +476,7 @@ class SubmissionExporter(NotebookExporter):
     def from_file(self, file_stream, resources=None, **kw):
         try:
             nb = nbformat.read(file_stream, as_version=4)
-        except (json.JSONDecodeError, UnicodeDecodeError, nbformat.reader.NotJSONError,
-                nbformat.reader.NBFormatError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except Exception as exc:  # only the read is guarded: preprocessor errors pass through untouched
             meta = (resources or {}).get("metadata", {})
             path = os.path.join(meta.get("path", ""), f"{meta.get('name', '?')}.ipynb")
             message = describe_unreadable(path, exc)
