@@ -1,0 +1,181 @@
+"""``coursekit grade``: parallel autograde equals serial nbgrader, resumes, survives broken submissions.
+
+One scratch course with the real assignment 1 and a small generated class
+(some of the catalogue's students, plus a truncated notebook and an answer
+that loops forever) is graded once by ``coursekit grade --jobs 2`` and, in an
+identical copy, once by plain serial ``nbgrader autograde``; the tests read
+both gradebooks.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+from nbgrader.api import Gradebook
+
+from coursekit import classgen, events, grading
+from coursekit.paths import Course
+
+from conftest import make_course, nbgrader
+
+pytestmark = pytest.mark.slow
+
+A = "a1_batchnorm1d"
+ANSWER = "bn1d_impl"          # the answer cell of MyBatchNorm1d
+TIMEOUT = 8                   # --timeout of the run that meets the looping submission
+
+
+def _env() -> dict:
+    env = dict(os.environ, COURSE_MODE="fast")
+    # nbgrader runs `alembic` when it creates a gradebook: the venv's bin must be on PATH
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def coursekit(course: Course, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "coursekit", "grade", A, *args], cwd=course.root,
+                          capture_output=True, text=True, timeout=600, env=_env())
+
+
+def auto_scores(course: Course) -> dict[str, dict[str, float | None]]:
+    """{student: {grade cell: auto_score}} exactly as stored (None stays None)."""
+    with Gradebook(f"sqlite:///{course.gradebook}", "batchnorm-pytorch") as gb:
+        return {sub.student.id: {g.name: g.auto_score for nb in sub.notebooks for g in nb.grades}
+                for sub in gb.assignment_submissions(A)}
+
+
+def _class(course: Course) -> list[classgen.Variant]:
+    solution = classgen.solution_source(course, A, ANSWER)
+    chosen = [classgen.Variant("k_correct", "the instructor's solution", {ANSWER: solution}),
+              classgen.Variant("k_untouched", "hands in the release notebook unchanged")]
+    try:  # one student of the catalogue with partial credit, when the catalogue exists
+        partial = [v for v in classgen.catalogue(A) if v.fails and v.fails != "all" and not v.mutate]
+        chosen += partial[:1]
+    except Exception:  # noqa: BLE001 - the catalogue belongs to the notebook's author
+        pass
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Grade one class in parallel (course) and serially (its twin), then meet a looping submission."""
+    root = tmp_path_factory.mktemp("grading")
+    course = make_course(root / "parallel", [A])
+    os.environ["PATH"] = _env()["PATH"]
+    nbgrader(course, "generate_assignment", A, "--force")
+    variants = _class(course)
+    classgen.write_class(course, A, variants)
+    broken = course.submitted / "k_broken" / A / "batchnorm1d.ipynb"
+    broken.parent.mkdir(parents=True)
+    broken.write_text((course.release / A / "batchnorm1d.ipynb").read_text()[:700])  # truncated JSON
+    twin = Course(root / "serial")
+    shutil.copytree(course.root, twin.root)
+
+    first = coursekit(course, "--jobs", "2")
+    serial = nbgrader(twin, "autograde", A, check=False)
+    scores_after_first = auto_scores(course)
+
+    # a late submission that loops forever, graded with the rest of the class already done
+    classgen.write_class(course, A, [classgen.Variant("k_loop", "loops", {ANSWER: "while True:\n    pass\n"})])
+    second = coursekit(course, "--jobs", "2", "--timeout", str(TIMEOUT))
+    return {"course": course, "twin": twin, "first": first, "serial": serial, "second": second,
+            "scores_after_first": scores_after_first,
+            "students": sorted(v.student for v in variants) + ["k_broken"]}
+
+
+def test_parallel_grades_equal_serial_nbgrader(graded):
+    assert graded["first"].returncode == 0, graded["first"].stdout + graded["first"].stderr
+    mine, theirs = graded["scores_after_first"], auto_scores(graded["twin"])
+    assert mine, "no s'ha qualificat cap lliurament"
+    # nbgrader leaves an empty submission (no scores) for the file it cannot read; coursekit leaves none
+    assert "k_broken" not in mine and all(v is None for v in theirs.pop("k_broken", {}).values())
+    assert set(mine) == set(theirs), f"qualificats: paral·lel {sorted(mine)}, nbgrader {sorted(theirs)}"
+    for student in mine:
+        assert mine[student] == theirs[student], (
+            f"{student}: notes diferents de les de nbgrader en sèrie\n  paral·lel: {mine[student]}\n"
+            f"  sèrie:     {theirs[student]}")
+    # the class discriminates: points for the solution, none for the untouched notebook
+    tests = [t for t in mine["k_correct"] if t.startswith("test_")]
+    assert all(mine["k_correct"][t] > 0 for t in tests), mine["k_correct"]
+    assert not any(mine["k_untouched"][t] for t in tests), mine["k_untouched"]
+    for student in mine:
+        assert (graded["course"].autograded / student / A / "batchnorm1d.ipynb").is_file(), student
+    assert not list(graded["course"].root.glob(".grading-w*.db")), "queden gradebooks temporals"
+
+
+def test_progress_bar_with_eta(graded):
+    err = graded["first"].stderr
+    n = len(graded["students"])
+    assert f"grading {A}" in err and "ETA" in err and f"{n}/{n}" in err, err[-2000:]
+
+
+def test_broken_and_looping_submissions_are_recorded_and_do_not_stop_the_batch(graded):
+    course, first, second = graded["course"], graded["first"].stdout, graded["second"]
+    assert second.returncode == 0, second.stdout + second.stderr
+    # first run: the unreadable file is listed, the others graded
+    assert "k_broken" in first and f"graded {len(graded['students']) - 1}," in first, first
+    # second run: graded ones skipped; the unreadable one retried; the loop stopped at --timeout
+    done = len(graded["scores_after_first"])
+    assert f"graded 0, skipped {done} (already graded), failed 2" in second.stdout, second.stdout
+    kinds = {s: [e["kind"] for e in events.read(course.root, A, s)] for s in ("k_broken", "k_loop")}
+    assert "parse_error" in kinds["k_broken"], kinds
+    assert kinds["k_loop"][-1] == "timeout", kinds
+    assert "k_loop" not in auto_scores(course)
+    assert not any((course.autograded / "k_loop").rglob("*.ipynb"))
+    assert auto_scores(course) == graded["scores_after_first"]
+    # the killed submission left no process behind (kernels run in their own sessions)
+    leftovers = []
+    for p in psutil.process_iter(["cwd"]):
+        try:
+            if p.info["cwd"] and p.info["cwd"].startswith(str(course.root)):
+                leftovers.append(p)
+        except (psutil.Error, TypeError):
+            continue
+    assert not leftovers, f"processos encara vius dins del curs: {leftovers}"
+
+
+def test_what_counts_as_graded(graded):
+    """A newer file, a newer timestamp.txt or an interrupted run make a graded submission due again."""
+    course = graded["course"]
+    course_id = grading.read_course_id(course)
+    student = "k_untouched"
+    assert grading.plan(course, A, course_id, [student], force=False)[0] == []
+    assert grading.plan(course, A, course_id, [student], force=True)[0] == [student]
+
+    nb = course.submitted / student / A / "batchnorm1d.ipynb"
+    stamp = course.submitted / student / A / "timestamp.txt"
+    marker = grading.state_dir(course, A) / f"{student}.inflight"
+    graded_at = (course.autograded / student / A / "batchnorm1d.ipynb").stat().st_mtime
+    original = nb.stat()
+    try:
+        os.utime(nb, (graded_at + 60, graded_at + 60))
+        assert grading.plan(course, A, course_id, [student], force=False)[0] == [student]
+        os.utime(nb, (original.st_atime, original.st_mtime))
+
+        stamp.write_text("2030-01-01 10:00:00.000000 UTC")
+        assert grading.plan(course, A, course_id, [student], force=False)[0] == [student]
+        stamp.unlink()
+
+        marker.write_text("x")
+        assert grading.plan(course, A, course_id, [student], force=False)[0] == [student]
+    finally:
+        marker.unlink(missing_ok=True)
+        stamp.unlink(missing_ok=True)
+        os.utime(nb, (original.st_atime, original.st_mtime))
+    assert grading.plan(course, A, course_id, [student], force=False)[0] == []
+
+
+def test_force_grades_again(graded):
+    course = graded["course"]
+    path = course.autograded / "k_untouched" / A / "batchnorm1d.ipynb"
+    before = path.stat().st_mtime
+    forced = coursekit(course, "--jobs", "1", "--force", "--students", "k_untouched")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "graded 1, skipped 0" in forced.stdout, forced.stdout
+    assert path.stat().st_mtime > before
+    assert auto_scores(course)["k_untouched"] == graded["scores_after_first"]["k_untouched"]
