@@ -5,12 +5,19 @@ it grades in a second or two per submission, so the many damage cases stay cheap
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import sys
 from pathlib import Path
 
 import nbformat
 
 from coursekit.classgen import Variant
 from coursekit.paths import Course
+
+# nbgrader runs `alembic` when it creates a gradebook: the venv's bin must be on PATH
+if str(Path(sys.executable).parent) not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 
 ASSIGNMENT = "t0_tiny"
 NOTEBOOK = "tiny"
@@ -70,3 +77,9 @@ def variants() -> list[Variant]:
         Variant("half", "inc wrong", dict(WRONG_INC), fails={"test_inc"}),
         Variant("none", "untouched release", {}, fails="all"),
     ]
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` (to prove nothing was modified)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -552,6 +552,13 @@ def _tree_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+def _env() -> dict:
+    env = dict(os.environ)
+    # nbgrader runs `alembic` from PATH: make the running interpreter's bin (the venv) visible
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
 def run(args) -> int:
     course = Course.at(args.course)
     source = Path(args.source).expanduser().resolve()
@@ -572,7 +579,7 @@ def run(args) -> int:
         cmd.append(f"--MoodleCollector.roster={Path(args.roster).resolve()}")
     if args.force:
         cmd.append("--force")
-    proc = subprocess.run(cmd, cwd=course.root, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=course.root, capture_output=True, text=True, env=_env())
     report = read_report(course.root, args.assignment)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])

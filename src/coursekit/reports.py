@@ -203,7 +203,7 @@ def histogram(path: Path, scores: list[float], maximum: float, assignment: str) 
 def generate_feedback(course: Course, assignment: str) -> tuple[bool, str]:
     """nbgrader's own generate_feedback, in the course root, with the course's configuration."""
     proc = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", assignment, "--force"],
-                          cwd=course.root, capture_output=True, text=True)
+                          cwd=course.root, capture_output=True, text=True, env=_env())
     return proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
 
 
@@ -326,6 +326,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-feedback", action="store_true", help="skip nbgrader generate_feedback")
     parser.add_argument("--roster", type=Path, default=None,
                         help="roster CSV for emails / ID numbers (default: <course>/roster.csv if present)")
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    # nbgrader runs `alembic` from PATH: make the running interpreter's bin (the venv) visible
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
 
 
 def run(args) -> int:

@@ -1,0 +1,236 @@
+"""Repair of damaged submissions inside plain ``nbgrader autograde`` (coursekit.repair).
+
+Every damage of the catalogue (coursekit.classgen.damage) is applied to clean
+submissions; the class is graded once by the real ``nbgrader autograde`` in a
+scratch course, and each damaged copy must get exactly its clean original's
+scores, with the repair logged and the submitted files untouched.  The same
+damages graded with the repair switched off score lower, so these tests can fail.
+The real assignment 1 is graded the same way, delivered as a Moodle export.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+
+import nbformat
+import pytest
+
+import tiny_assignment as T
+from conftest import REPO, make_course, nbgrader
+from coursekit import classgen, events, gradebook
+from coursekit.classgen import damage
+from coursekit.repair import STUB_NOTE, check_readable, repair_notebook
+
+# damages applied to the right answers; a subset also to the half-right ones
+HALF_DAMAGES = ["strip_metadata", "answer_above", "duplicate_answer", "everything"]
+# what the repair log must say for each damage (a fragment of one action)
+EXPECTED_ACTION = {
+    "strip_metadata": "restored on cell", "colab": "removed editor metadata",
+    "colab_stripped": "restored on cell", "answer_below": "answer found in new cell",
+    "answer_above": "untouched stub after it was commented out",
+    "answer_above_stripped": "answer found in new cell", "duplicate_answer": "duplicated in cells",
+    "duplicate_test": "duplicated in cells", "delete_test": "re-inserted from the release",
+    "test_markdown": "restored as code", "test_markdown_stripped": "restored as code",
+    "kernelspec": "kernelspec", "everything": "re-inserted from the release",
+}
+# graded without the repair, these damages lose points (nbgrader alone gets them wrong)
+NEEDS_REPAIR = ["strip_metadata", "answer_above", "duplicate_answer", "delete_test"]
+
+
+def _tamper(nb) -> None:
+    """A hostile copy: metadata stripped and every visible test replaced by `assert True`."""
+    damage.DAMAGES["strip_metadata"][1](nb, None)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.source.startswith("# comprova"):
+            cell.source = "assert True"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    course = make_course(tmp_path_factory.mktemp("repair") / "course", [])
+    T.install(course)
+    release = nbformat.read(str(course.release / T.ASSIGNMENT / f"{T.NOTEBOOK}.ipynb"), as_version=4)
+    ok, half, none = T.variants()
+    variants = [ok, half, none]
+    damaged = {}
+    for base, kinds in ((ok, list(damage.DAMAGES)), (half, HALF_DAMAGES)):
+        for kind in kinds:
+            v = copy.copy(base)
+            v.student, v.mutate = f"{base.student}__{kind}", damage.mutate(kind, release)
+            variants.append(v)
+            damaged[v.student] = (base.student, kind)
+    tamper = copy.copy(none)
+    tamper.student, tamper.mutate = "none__tamper", _tamper
+    variants.append(tamper)
+    damaged[tamper.student] = ("none", "tamper")
+    classgen.write_class(course, T.ASSIGNMENT, variants)
+    # two files that are not notebooks at all
+    for student, data in (("broken_truncated", (course.submitted / "ok" / T.ASSIGNMENT / "tiny.ipynb").read_bytes()[:700]),
+                          ("broken_script", b"import math\n\ndef double(x):\n    return 2 * x\n")):
+        path = course.submitted / student / T.ASSIGNMENT / "tiny.ipynb"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+    before = T.digests(course.submitted)
+    proc = nbgrader(course, "autograde", T.ASSIGNMENT, check=False)
+    return {"course": course, "release": release, "damaged": damaged, "before": before, "proc": proc,
+            "scores": gradebook.scores(course, T.ASSIGNMENT)}
+
+
+def test_damaged_submissions_score_as_their_clean_originals(tiny):
+    scores = tiny["scores"]
+    tests = gradebook.autograded_tests(tiny["course"], T.ASSIGNMENT)
+    assert tests == ["test_double", "test_inc"]
+    # the clean originals are graded as their variants say (the baseline is meaningful)
+    assert [scores["ok"][t] for t in tests] == [2.0, 1.0]
+    assert [scores["half"][t] for t in tests] == [2.0, 0.0]
+    assert [scores["none"][t] for t in tests] == [0.0, 0.0]
+    for student, (original, kind) in tiny["damaged"].items():
+        got = {t: scores[student][t] for t in tests}
+        want = {t: scores[original][t] for t in tests}
+        assert got == want, f"{kind}: {student} scored {got}, its clean original {original} {want}"
+
+
+def test_submitted_files_are_byte_identical_after_grading(tiny):
+    assert T.digests(tiny["course"].submitted) == tiny["before"]
+
+
+def test_every_repair_is_logged_per_submission(tiny):
+    course = tiny["course"]
+    for student, (_, kind) in tiny["damaged"].items():
+        if kind == "edit_test":
+            continue  # metadata intact: nbgrader's OverwriteCells restores the test by itself
+        repaired = [e for e in events.read(course.root, T.ASSIGNMENT, student) if e["kind"] == "repaired"]
+        assert repaired, f"{student}: no 'repaired' event"
+        actions = " | ".join(a for e in repaired for a in e["actions"])
+        if kind in EXPECTED_ACTION:
+            assert EXPECTED_ACTION[kind] in actions, f"{student}: {actions}"
+    for clean in ("ok", "half", "none"):
+        assert not [e for e in events.read(course.root, T.ASSIGNMENT, clean) if e["kind"] == "repaired"]
+    # and in nbgrader's own log
+    assert "coursekit repair ok__delete_test/t0_tiny/tiny: test_double" in tiny["proc"].stdout + tiny["proc"].stderr
+
+
+def test_nothing_the_student_wrote_is_dropped(tiny):
+    course = tiny["course"]
+    for student, (original, kind) in tiny["damaged"].items():
+        if original == "none":
+            continue
+        graded = nbformat.read(str(course.autograded / student / T.ASSIGNMENT / "tiny.ipynb"), as_version=4)
+        sources = [c.source for c in graded.cells]
+        answers = T.SOLUTION if original == "ok" else T.WRONG_INC
+        for grade_id, answer in answers.items():
+            owners = [c for c in graded.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+            assert len(owners) == 1 and owners[0].source == answer, f"{kind}: answer {grade_id} lost its role"
+        if kind == "answer_below":  # the emptied original cell is kept, as a plain cell
+            assert "" in sources
+        if kind in ("answer_above", "duplicate_answer"):  # the stub is kept, commented out
+            assert any(s.startswith(f"# {STUB_NOTE}") for s in sources)
+
+
+def test_tampered_tests_are_restored_and_checked(tiny):
+    # test cells replaced by `assert True` without metadata: the real tests are re-inserted
+    course = tiny["course"]
+    assert tiny["scores"]["none__tamper"]["test_double"] == 0.0
+    graded = nbformat.read(str(course.autograded / "none__tamper" / T.ASSIGNMENT / "tiny.ipynb"), as_version=4)
+    tests = [c for c in graded.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_double"]
+    assert len(tests) == 1 and "assert double(-3) == -6" in tests[0].source  # hidden test back from the gradebook
+    assert any(c.source == "assert True" for c in graded.cells)  # the student's cell is kept, plain
+
+
+def test_not_a_notebook_gets_a_clear_error_and_the_class_is_graded(tiny):
+    course, proc = tiny["course"], tiny["proc"]
+    assert proc.returncode == 1  # nbgrader's own convention when a submission failed
+    log = proc.stdout + proc.stderr
+    for student, what in (("broken_truncated", "JSON is broken or truncated"),
+                          ("broken_script", "looks like a Python script renamed .ipynb")):
+        path = course.submitted / student / T.ASSIGNMENT / "tiny.ipynb"
+        assert f"{path} is not a Jupyter notebook: " in log
+        assert what in check_readable(path)
+        errors = [e for e in events.read(course.root, T.ASSIGNMENT, student) if e["kind"] == "parse_error"]
+        assert errors and str(path) in errors[0]["message"] and "Download .ipynb" in errors[0]["message"]
+        assert not (course.autograded / student).exists()
+    graded = {p.name for p in course.autograded.iterdir()}
+    assert set(tiny["damaged"]) | {"ok", "half", "none"} <= graded
+
+
+def test_damages_cost_points_without_the_repair(tiny):
+    """The same damaged files graded with the repair switched off: plain nbgrader gets them wrong."""
+    course = tiny["course"]
+    outcome = {}
+    for kind in NEEDS_REPAIR:  # one run each: some damages make nbgrader abort the whole run
+        student = f"norepair__{kind}"
+        shutil.copytree(course.submitted / f"ok__{kind}", course.submitted / student)
+        proc = nbgrader(course, "autograde", T.ASSIGNMENT, f"--student={student}",
+                        "--RepairSubmission.enabled=False", check=False)
+        cells = gradebook.scores(course, T.ASSIGNMENT).get(student, {})
+        outcome[kind] = (proc.returncode, sum(cells.get(t, 0.0) for t in ("test_double", "test_inc")))
+    for kind, (returncode, points) in outcome.items():
+        assert returncode != 0 or points < 3.0, f"{kind} scores {points} even without the repair"
+    # a duplicated answer cell makes plain nbgrader stop with a metadata error
+    assert outcome["duplicate_answer"][0] != 0
+
+
+def test_clean_submission_is_left_alone(tiny):
+    nb = copy.deepcopy(tiny["release"])
+    assert repair_notebook(nb, tiny["release"]) == []
+    assert nb == tiny["release"]
+
+
+# ---------------------------------------------------------------- the real assignment 1
+
+A1 = "a1_batchnorm1d"
+A1_DAMAGES = ["colab_stripped", "answer_above", "duplicate_answer", "delete_test", "test_markdown_stripped",
+              "everything"]
+
+
+@pytest.fixture(scope="module")
+def a1(tmp_path_factory):
+    if not (REPO / "source" / A1).is_dir():
+        pytest.skip("assignment 1 source notebook not in the repository yet")
+    course = make_course(tmp_path_factory.mktemp("repair_a1") / "course", [A1])
+    nbgrader(course, "generate_assignment", A1, "--force")
+    release = nbformat.read(str(next((course.release / A1).glob("*.ipynb"))), as_version=4)
+    answers = {c.metadata["nbgrader"]["grade_id"]: classgen.solution_source(course, A1, c.metadata["nbgrader"]["grade_id"])
+               for c in release.cells if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"}
+    clean = classgen.Variant("clean_right", "right answers", answers)
+    stub = classgen.Variant("clean_stub", "release untouched", {}, fails="all")
+    classgen.write_class(course, A1, [clean, stub])
+    # the same right answers, damaged and renamed, handed in as a Moodle export
+    variants = []
+    for kind in A1_DAMAGES:
+        v = copy.copy(clean)
+        v.student, v.mutate = f"right__{kind}", damage.mutate(kind, release)
+        variants.append(v)
+    archive = course.root / "downloaded" / A1 / "archive"
+    export = damage.moodle_export(course, A1, variants, archive / "moodle.zip", damage=False, extras=False)
+    nbgrader(course, "zip_collect", A1)
+    before = T.digests(course.submitted)
+    archived = T.digests(archive)
+    proc = nbgrader(course, "autograde", A1, check=False)
+    return {"course": course, "variants": variants, "export": export, "before": before, "archived": archived,
+            "proc": proc, "scores": gradebook.scores(course, A1)}
+
+
+def test_a1_damaged_moodle_submissions_score_as_the_clean_original(a1):
+    course, scores = a1["course"], a1["scores"]
+    assert a1["proc"].returncode == 0, a1["proc"].stdout[-3000:] + a1["proc"].stderr[-3000:]
+    tests = gradebook.autograded_tests(course, A1)
+    maxima = gradebook.max_scores(course, A1)
+    assert len(tests) >= 5
+    assert all(scores["clean_right"][t] == maxima[t] for t in tests), scores["clean_right"]
+    assert all(scores["clean_stub"][t] == 0.0 for t in tests)
+    for v in a1["variants"]:
+        assert {t: scores[v.student][t] for t in tests} == {t: scores["clean_right"][t] for t in tests}, v.student
+        assert [e for e in events.read(course.root, A1, v.student) if e["kind"] == "repaired"], v.student
+
+
+def test_a1_originals_are_byte_identical_after_grading(a1):
+    course = a1["course"]
+    assert T.digests(course.submitted) == a1["before"]
+    assert T.digests(course.root / "downloaded" / A1 / "archive") == a1["archived"]
+    intake = json.loads((course.state / "intake" / A1 / "report.json").read_text())
+    for v in a1["variants"]:
+        entry = intake["students"][v.student]["files"][0]
+        path = course.submitted / v.student / A1 / entry["notebook"]
+        assert T.digests(path.parent)[entry["notebook"]] == entry["sha256"]
