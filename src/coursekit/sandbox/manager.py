@@ -1,0 +1,599 @@
+"""The sandboxed kernel manager that nbgrader uses to execute submissions.
+
+``SandboxKernelManager`` is a jupyter_client ``AsyncKernelManager`` whose
+kernels run inside the sandbox of ``_enter`` (bubblewrap + namespaces +
+rlimits, see the package docstring), talking ZMQ over IPC sockets in a private
+socket folder that is the only thing besides the working copy the kernel may
+write.  It starts each kernel either
+
+* cold: ``python -I -S _enter.py SPEC STATUS_FD -- <kernel argv>`` (the
+  launcher stays as the kernel's supervisor and forwards signals), or
+* warm: through the fork server of ``forkserver`` when one is running
+  (``warm_kernels()`` sets ``COURSEKIT_WARM_KERNELS``), which forks an already
+  imported ipykernel + torch process into the same sandbox.
+
+Both paths build the same sandbox from the same spec (same mounts, env, limits,
+cwd), so a notebook gets the same results either way.  ``SandboxExecute`` is
+nbgrader's Execute preprocessor with this manager (nbgrader's Execute ignores
+``c.Execute.kernel_manager_class``, it passes its own default as a keyword).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import select
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import zmq
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.channels import AsyncZMQSocketChannel
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+from nbgrader.preprocessors import Execute
+from traitlets import Bool, Integer, List, Unicode, default
+
+from . import _enter
+from ._enter import SandboxError
+
+# Environment switches (documented in the package docstring / README).
+DISABLE_VARIABLE = "COURSEKIT_SANDBOX"  # "off": run kernels unsandboxed (development only)
+WARM_VARIABLE = "COURSEKIT_WARM_KERNELS"  # socket of a running fork server
+BWRAP_VARIABLE = "COURSEKIT_BWRAP"  # path of bwrap (default: the one on PATH)
+
+# Variables of the grader's environment a kernel may see; everything else
+# (tokens, passwords, GRADER_SECRET, ...) stays outside.
+PASS_ENV = ("NBGRADER_EXECUTION", "COURSE_MODE", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+            "OPENBLAS_NUM_THREADS", "TZ")
+# Of those, the ones that may differ between two kernels of one warm server
+# (read after start-up, never at import time).
+PER_KERNEL_ENV = ("NBGRADER_EXECUTION", "COURSE_MODE")
+
+# Fixed part of every kernel's environment, same on both start-up paths.
+FIXED_ENV = {
+    "HOME": "/tmp",
+    "TMPDIR": "/tmp",
+    "USER": "nobody",
+    "LOGNAME": "nobody",
+    "SHELL": "/bin/sh",
+    "LANG": "C.UTF-8",
+    # same hash order in every kernel, warm or cold
+    "PYTHONHASHSEED": "0",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    # what ipykernel would set; set before matplotlib is imported anywhere
+    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+}
+
+_ENTER_SCRIPT = str(Path(_enter.__file__).resolve())
+
+
+def disabled() -> bool:
+    return os.environ.get(DISABLE_VARIABLE, "").strip().lower() in ("off", "0", "no", "false", "disabled")
+
+
+def kernel_env(parent_env: dict, kernel_cmd: list[str], extra_pass: tuple = ()) -> dict:
+    """The environment a sandboxed kernel gets, from the grader's."""
+    env = dict(FIXED_ENV)
+    bindir = os.path.dirname(kernel_cmd[0]) if kernel_cmd and os.path.isabs(kernel_cmd[0]) else ""
+    env["PATH"] = ":".join(p for p in (bindir, "/usr/local/bin", "/usr/bin", "/bin") if p)
+    for name in (*PASS_ENV, *extra_pass):
+        if name in parent_env:
+            env[name] = parent_env[name]
+    return env
+
+
+def python_paths(kernel_cmd: list[str]) -> list[str]:
+    """Read-only paths the kernel's Python needs (installation + venv)."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    if kernel_cmd and os.path.isabs(kernel_cmd[0]):
+        exe = kernel_cmd[0]
+        paths.add(os.path.dirname(os.path.dirname(exe)))  # venv root
+        paths.add(os.path.dirname(os.path.dirname(os.path.realpath(exe))))  # installation
+    out = []
+    for p in sorted(os.path.realpath(p) for p in paths):
+        if p in ("/", "/usr") or p.startswith("/usr/") or not os.path.isdir(p):
+            continue  # /usr is bound anyway
+        out.append(p)
+    return out
+
+
+def course_layout(workdir: str):
+    """(course root, student, assignment) when workdir is nbgrader's
+    ``<root>/autograded/<student>/<assignment>``, else None."""
+    p = Path(workdir)
+    if len(p.parts) >= 4 and p.parent.parent.name == "autograded":
+        root = p.parent.parent.parent
+        if (root / "nbgrader_config.py").is_file() or (root / "gradebook.db").exists():
+            return root, p.parent.name, p.name
+    return None
+
+
+def check_workdir(workdir: str) -> None:
+    home = os.path.realpath(os.path.expanduser("~"))
+    p = Path(workdir)
+    if workdir in ("/", home) or any((p / n).exists() for n in ("nbgrader_config.py", "gradebook.db", "source")):
+        raise SandboxError(
+            f"refusing to start a sandboxed kernel in {workdir}: the kernel may write its "
+            "working folder, and this one looks like a course root or home folder. "
+            "Execute notebooks from a copy (nbgrader autograde does: autograded/<student>/<assignment>).")
+
+
+class SandboxProvisioner(LocalProvisioner):
+    """Launches the kernel inside the sandbox (cold or warm) and cleans up."""
+
+    sandbox = None  # per-launch state: spec, ownership, pids
+
+    async def launch_kernel(self, cmd: list[str], **kwargs):
+        km = self.parent
+        env = kwargs.get("env") or os.environ
+        cwd = kwargs.get("cwd") or os.getcwd()
+        workdir = os.path.realpath(cwd)
+        if not os.path.isdir(workdir):
+            raise SandboxError(f"working folder {workdir} does not exist")
+        check_workdir(workdir)
+        spec = km.sandbox_spec(workdir, cmd, env)
+        state = {"spec": spec, "workdir": workdir, "owner": None, "pidfds": [], "mode": "cold"}
+        self.sandbox = state
+        # the kernel runs as an unprivileged uid: lend it its working copy
+        state["owner"] = _enter.take_workdir(spec)
+        t0 = time.perf_counter()
+        warm = km.warm_socket()
+        process = None
+        if warm:
+            try:
+                process = await asyncio.get_running_loop().run_in_executor(
+                    None, WarmProcess.start, warm, spec, cmd)
+                state["mode"] = "warm"
+            except WarmUnavailable as e:
+                km.log.info("sandbox: warm start not possible (%s); starting cold", e)
+        if process is None:
+            process = await asyncio.get_running_loop().run_in_executor(None, _cold_start, spec, cmd)
+        state["startup_ms"] = (time.perf_counter() - t0) * 1000
+        state["pidfds"] = process.pidfds
+        km.log.debug("sandbox: %s kernel start %.0f ms in %s", state["mode"], state["startup_ms"], workdir)
+        self.process = process
+        self.pid = process.pid
+        self.pgid = None  # signals go to the supervisor, which forwards them
+        self.cwd = workdir
+        return self.connection_info
+
+    async def cleanup(self, restart: bool = False) -> None:
+        await super().cleanup(restart=restart)
+        state, self.sandbox = self.sandbox, None
+        if not state:
+            return
+        await asyncio.get_running_loop().run_in_executor(None, _teardown, self.process, state, restart)
+
+
+def _teardown(process, state: dict, restart: bool) -> None:
+    """After the kernel: make sure nothing of the sandbox still runs, then make
+    the working copy safe for nbgrader (which writes there as the grader)."""
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait()
+    for fd in state["pidfds"]:
+        # the sandbox's init exits only after every process in it is gone
+        select.select([fd], [], [], 10)
+        os.close(fd)
+    state["pidfds"] = []
+    workdir = state["workdir"]
+    removed = _enter.release_workdir(workdir, state["owner"])
+    if removed:
+        layout = course_layout(workdir)
+        if layout:
+            from coursekit import events
+            events.record(layout[0], layout[2], layout[1], "sandbox_removed_links", paths=removed)
+    if not restart:
+        shutil.rmtree(state["spec"]["rundir"], ignore_errors=True)
+
+
+def _read_status(fd: int, timeout: float) -> list[str]:
+    """Lines from a status pipe until ``ok``/``error``/EOF."""
+    lines, buf = [], b""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            lines.append("error: the sandbox did not report within %.0f s" % timeout)
+            return lines
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            lines.append("error: the sandbox launcher exited without starting the kernel")
+            return lines
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            text = line.decode(errors="replace")
+            lines.append(text)
+            if text == "ok" or text.startswith("error"):
+                return lines
+
+
+def _pidfds(lines: list[str]) -> list[int]:
+    fds = []
+    for line in lines:
+        if line.startswith("pids "):
+            for pid in line.split()[1:]:
+                try:
+                    fds.append(os.pidfd_open(int(pid)))
+                except OSError:
+                    pass
+    return fds
+
+
+class _ColdProcess:
+    """The launcher's Popen, plus the pidfds of what it started."""
+
+    def __init__(self, popen, pidfds):
+        self._p = popen
+        self.pidfds = pidfds
+        self.pid = popen.pid
+        self.stdin = self.stdout = self.stderr = None
+
+    def __getattr__(self, name):
+        return getattr(self._p, name)
+
+
+def _cold_start(spec: dict, cmd: list[str]):
+    import subprocess
+
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", _ENTER_SCRIPT, json.dumps(spec), str(w), "--", *cmd],
+            pass_fds=[w], stdin=subprocess.DEVNULL, start_new_session=True,
+            env={"PATH": "/usr/bin:/bin"}, close_fds=True)
+    except OSError as e:
+        os.close(r)
+        os.close(w)
+        raise SandboxError(f"cannot run the sandbox launcher: {e}") from e
+    os.close(w)
+    try:
+        lines = _read_status(r, spec.get("setup_timeout", 30.0))
+    finally:
+        os.close(r)
+    pidfds = _pidfds(lines)
+    if lines[-1] != "ok":
+        proc.kill()
+        proc.wait()
+        for fd in pidfds:
+            os.close(fd)
+        raise SandboxError(f"the kernel sandbox could not start, so the kernel was not started: "
+                           f"{lines[-1][len('error: '):] if lines[-1].startswith('error: ') else lines[-1]}")
+    return _ColdProcess(proc, pidfds)
+
+
+class WarmUnavailable(Exception):
+    """The warm server cannot start this kernel (the cold path can)."""
+
+
+class WarmProcess:
+    """Popen-like handle on a kernel started by the warm fork server: the
+    kernel is not our child; its supervisor takes commands over a socket and
+    kills the whole sandbox when that socket closes."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, sock: socket.socket, pid: int, pidfds: list[int]):
+        self.sock = sock
+        self.pid = pid
+        self.pidfds = pidfds
+        self.returncode = None
+        self._buf = b""
+
+    @classmethod
+    def start(cls, path: str, spec: dict, cmd: list[str]) -> "WarmProcess":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+            sock.sendall(json.dumps({"spec": spec, "argv": cmd}).encode() + b"\n")
+        except OSError as e:
+            sock.close()
+            raise WarmUnavailable(f"warm server at {path} unreachable: {e}") from e
+        lines = _read_status(sock.fileno(), spec.get("setup_timeout", 30.0))
+        pidfds = _pidfds(lines)
+        last = lines[-1]
+        if last != "ok":
+            sock.close()
+            for fd in pidfds:
+                os.close(fd)
+            if last.startswith("error: unsupported"):
+                raise WarmUnavailable(last[len("error: "):])
+            raise SandboxError(f"the kernel sandbox could not start, so the kernel was not started: "
+                               f"{last[len('error: '):] if last.startswith('error: ') else last}")
+        pid = next((int(line.split()[1]) for line in lines if line.startswith("pids ")), 0)
+        return cls(sock, pid, pidfds)
+
+    def _read(self, timeout: float | None) -> None:
+        while self.returncode is None:
+            ready = select.select([self.sock], [], [], timeout)[0]
+            if not ready:
+                return
+            try:
+                chunk = self.sock.recv(4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.returncode = -9  # supervisor gone: the sandbox died with it
+                return
+            self._buf += chunk
+            while b"\n" in self._buf:
+                line, self._buf = self._buf.split(b"\n", 1)
+                if line.startswith(b"exit "):
+                    self.returncode = int(line.split()[1])
+            timeout = 0
+
+    def poll(self):
+        self._read(0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None):
+        self._read(timeout)
+        if self.returncode is not None:
+            self.sock.close()
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            try:
+                self.sock.sendall(f"signal {int(signum)}\n".encode())
+            except OSError:
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(9)
+
+    def terminate(self) -> None:
+        self.send_signal(15)
+
+
+# --------------------------------------------------------------------------
+# client side: bounded output
+# --------------------------------------------------------------------------
+
+_OUTPUT_TYPES = {"stream", "display_data", "execute_result", "update_display_data", "error",
+                 "comm_open", "comm_msg", "comm_close", "clear_output"}
+
+
+def _content_size(content) -> int:
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, dict):
+        return sum(_content_size(v) + len(k) for k, v in content.items())
+    if isinstance(content, (list, tuple)):
+        return sum(_content_size(v) for v in content)
+    return 8
+
+
+class CappedIOPubChannel(AsyncZMQSocketChannel):
+    """IOPub channel that stops passing output on once a kernel has sent more
+    than ``limit`` bytes, so a flood cannot fill the grader's memory (nbgrader's
+    LimitOutput only trims the notebook afterwards)."""
+
+    limit = 32 * 1024 * 1024
+    used = 0
+    notified = False
+
+    def _cap(self, msg: dict) -> dict:
+        mtype = msg.get("msg_type") or msg.get("header", {}).get("msg_type")
+        if mtype not in _OUTPUT_TYPES:
+            return msg
+        self.used += _content_size(msg.get("content", {}))
+        if self.used <= self.limit:
+            return msg
+        if not self.notified and mtype in ("stream", "error", "display_data", "execute_result"):
+            self.notified = True
+            msg["msg_type"] = msg["header"]["msg_type"] = "stream"
+            msg["content"] = {"name": "stderr", "text": (
+                f"\n[sortida truncada: aquest quadern ha escrit més de {self.limit // 2**20} MB; "
+                "la resta no s'ha desat]\n")}
+            return msg
+        # past the limit: turn it into a message nbclient ignores
+        msg["msg_type"] = msg["header"]["msg_type"] = "execute_input"
+        msg["content"] = {"code": "", "execution_count": None}
+        return msg
+
+    async def get_msg(self, timeout: float | None = None):
+        return self._cap(await super().get_msg(timeout))
+
+    async def get_msgs(self):
+        return [self._cap(m) for m in await super().get_msgs()]
+
+
+class _BoundedSockets:
+    """Refuse single ZMQ messages larger than ``max_message_bytes``."""
+
+    max_message_bytes = 256 * 1024 * 1024
+
+    def _create_connected_socket(self, channel, identity=None):
+        url = self._make_url(channel)
+        from jupyter_client.connect import channel_socket_types
+
+        sock = self.context.socket(channel_socket_types[channel])
+        sock.linger = 1000
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        if identity:
+            sock.identity = identity
+        if getattr(self, "curve_publickey", None) is not None:
+            sock.curve_secretkey = self.curve_secretkey
+            sock.curve_publickey = self.curve_publickey
+            sock.curve_serverkey = self.curve_publickey
+        sock.connect(url)
+        return sock
+
+
+class SandboxKernelClient(_BoundedSockets, AsyncKernelClient):
+    iopub_channel_class = CappedIOPubChannel  # type: ignore[assignment]
+    output_limit = 32 * 1024 * 1024
+
+    @property
+    def iopub_channel(self):
+        channel = super().iopub_channel
+        channel.limit = self.output_limit
+        return channel
+
+
+# --------------------------------------------------------------------------
+# the manager
+# --------------------------------------------------------------------------
+
+class SandboxKernelManager(_BoundedSockets, AsyncKernelManager):
+    """AsyncKernelManager whose kernels run sandboxed (see module docstring).
+
+    Configure in nbgrader_config.py as ``c.SandboxKernelManager.<trait>``.
+    """
+
+    bwrap = Unicode("", config=True, help="bwrap executable (default: $COURSEKIT_BWRAP or bwrap on PATH)")
+    sandbox_uid = Integer(65534, config=True, help="uid the kernel runs as when the grader is root")
+    sandbox_gid = Integer(65534, config=True, help="gid the kernel runs as when the grader is root")
+    cpu_seconds = Integer(900, config=True, help="CPU seconds per kernel (RLIMIT_CPU)")
+    memory_mb = Integer(4096, config=True, help="private memory per kernel process, MiB (RLIMIT_DATA)")
+    address_space_mb = Integer(16384, config=True,
+                               help="address space per kernel process, MiB (RLIMIT_AS; torch maps ~3 GiB)")
+    processes = Integer(256, config=True, help="processes+threads in one sandbox (RLIMIT_NPROC)")
+    file_size_mb = Integer(256, config=True, help="largest file a kernel may write, MiB (RLIMIT_FSIZE)")
+    open_files = Integer(1024, config=True, help="open files per process (RLIMIT_NOFILE)")
+    tmp_mb = Integer(512, config=True, help="size of the kernel's private /tmp, MiB")
+    shm_mb = Integer(256, config=True, help="size of the kernel's private /dev/shm, MiB")
+    output_limit_mb = Integer(32, config=True, help="output a kernel may send before the rest is dropped, MiB")
+    extra_ro_paths = List(Unicode(), config=True, help="more host paths the kernel may read (datasets, ...)")
+    pass_env = List(Unicode(), config=True, help="more environment variables passed to the kernel")
+    use_warm = Bool(True, config=True, help="use the warm fork server when one is running")
+
+    @default("transport")
+    def _default_transport(self):
+        return "ipc"  # the kernel has no network: ZMQ over unix sockets
+
+    @default("client_class")
+    def _default_client_class(self):
+        return "coursekit.sandbox.manager.SandboxKernelClient"
+
+    @default("client_factory")
+    def _default_client_factory(self):
+        return SandboxKernelClient
+
+    def client(self, **kwargs):
+        kc = super().client(**kwargs)
+        if isinstance(kc, SandboxKernelClient):
+            kc.output_limit = self.output_limit_mb * 2**20
+        return kc
+
+    # -- configuration -> spec ------------------------------------------
+    def warm_socket(self) -> str | None:
+        path = os.environ.get(WARM_VARIABLE)
+        return path if self.use_warm and path and os.path.exists(path) else None
+
+    def sandbox_spec(self, workdir: str, cmd: list[str], env: dict) -> dict:
+        return build_spec(self, workdir, cmd, kernel_env(env, cmd, tuple(self.pass_env)), self._rundir)
+
+    # -- lifecycle --------------------------------------------------------
+    _rundir = None
+
+    async def _async_pre_start_kernel(self, **kw):
+        if disabled():
+            self.log.warning(
+                "%s=off: the kernel runs WITHOUT the sandbox, with your rights and files "
+                "(development only; never grade real submissions like this)", DISABLE_VARIABLE)
+            return await super()._async_pre_start_kernel(**kw)
+        self.kernel_id = self.kernel_id or kw.pop("kernel_id", str(uuid.uuid4()))
+        if self._rundir is None or not os.path.isdir(self._rundir):
+            # short path: unix socket names are limited to ~100 bytes
+            self._rundir = tempfile.mkdtemp(prefix="ck-", dir="/tmp")
+        self.connection_file = os.path.join(self._rundir, "kernel.json")
+        self.ip = os.path.join(self._rundir, "k")
+        if self.provisioner is None:
+            self.provisioner = SandboxProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec,
+                                                  parent=self)
+        return await super()._async_pre_start_kernel(**kw)
+
+    pre_start_kernel = _async_pre_start_kernel
+
+    @property
+    def sandbox_mode(self) -> str | None:
+        """'warm' or 'cold' for the running kernel (None when unsandboxed)."""
+        state = getattr(self.provisioner, "sandbox", None)
+        return state and state["mode"]
+
+    @property
+    def startup_ms(self) -> float | None:
+        state = getattr(self.provisioner, "sandbox", None)
+        return state and state.get("startup_ms")
+
+
+def build_spec(settings, workdir: str, cmd: list[str], env: dict, rundir: str | None) -> dict:
+    """The sandbox of one kernel (or wrapped command), for ``_enter``.
+
+    ``settings`` has the traits of ``SandboxKernelManager`` (an instance)."""
+    ro = python_paths(cmd)
+    layout = course_layout(workdir)
+    if layout:
+        release = layout[0] / "release" / layout[2]
+        if release.is_dir():
+            ro.append(str(release.resolve()))
+    ro += [os.path.realpath(p) for p in settings.extra_ro_paths if os.path.exists(p)]
+    bwrap = settings.bwrap or os.environ.get(BWRAP_VARIABLE) or shutil.which("bwrap") or "/usr/bin/bwrap"
+    return {
+        "bwrap": bwrap,
+        "workdir": workdir,
+        "rundir": rundir,
+        "ro_paths": sorted(set(ro) - {workdir}),
+        "rw_paths": [p for p in (workdir, rundir) if p],
+        "env": env,
+        "uid": settings.sandbox_uid,
+        "gid": settings.sandbox_gid,
+        "tmp_bytes": settings.tmp_mb * 2**20,
+        "shm_bytes": settings.shm_mb * 2**20,
+        "limits": {
+            "cpu_seconds": settings.cpu_seconds,
+            "data_bytes": settings.memory_mb * 2**20,
+            "address_space_bytes": settings.address_space_mb * 2**20,
+            "processes": settings.processes,
+            "file_size_bytes": settings.file_size_mb * 2**20,
+            "open_files": settings.open_files,
+            "core_bytes": 0,
+        },
+    }
+
+
+def wrap_command(argv: list[str], workdir=None, env: dict | None = None, config=None) -> tuple[list[str], dict]:
+    """``argv`` wrapped so that it runs in the kernel sandbox: returns
+    ``(wrapped_argv, launcher_env)`` for ``subprocess.Popen``.
+
+    The command keeps the stdio it is given, runs with ``env`` (default: the
+    kernel allow-list of this process's environment) in ``workdir`` (its only
+    writable folder besides its private /tmp; default: a fresh empty folder,
+    removed afterwards), under the limits of ``SandboxKernelManager`` (its
+    defaults, or those of the traitlets ``config`` given).  If the sandbox
+    cannot be built the command does not run: the launcher exits 70 with the
+    reason on stderr.  Killing the launcher kills the command and its sandbox.
+    """
+    if disabled():
+        raise SandboxError(f"{DISABLE_VARIABLE}=off does not apply to wrapped commands: "
+                           "they always run sandboxed")
+    settings = SandboxKernelManager(config=config) if config is not None else SandboxKernelManager()
+    argv = list(argv)
+    if not os.path.isabs(argv[0]):
+        argv[0] = shutil.which(argv[0]) or argv[0]
+    remove = workdir is None
+    workdir = os.path.realpath(tempfile.mkdtemp(prefix="ck-cmd-") if remove else str(workdir))
+    check_workdir(workdir)
+    if env is None:
+        env = kernel_env(os.environ, argv, tuple(settings.pass_env))
+    spec = build_spec(settings, workdir, argv, dict(env), None)
+    spec["remove_workdir"] = remove
+    wrapped = [sys.executable, "-I", "-S", _ENTER_SCRIPT, json.dumps(spec), "-", "--", *argv]
+    return wrapped, {"PATH": "/usr/bin:/bin"}
+
+
+class SandboxExecute(Execute):
+    """nbgrader's Execute preprocessor, running every kernel in the sandbox."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
+        super().__init__(*args, **kwargs)
