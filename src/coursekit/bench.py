@@ -184,15 +184,13 @@ def solution_times(repo: Course, work: Path) -> dict[str, dict]:
 
 
 def sandbox_startup() -> dict | None:
+    """The sandbox's own kernel start-up measurements (plain, sandboxed cold, sandboxed warm)."""
     try:
-        from coursekit import sandbox
+        from coursekit.sandbox.check import measure_startup
     except ImportError:
         return None
-    measure = getattr(sandbox, "measure_startup", None)
-    if measure is None:
-        return None
     try:
-        return dict(measure())
+        return dict(measure_startup())
     except Exception as exc:  # noqa: BLE001 - reported, not fatal
         return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -264,7 +262,7 @@ def print_table(r: dict) -> None:
         rows.append((f"solution {name}", f"{s['seconds']:.1f} s ({status}{target})"))
     if r.get("sandbox_startup"):
         for k, v in r["sandbox_startup"].items():
-            rows.append((f"sandbox: {k}", f"{v:.3f} s" if isinstance(v, (int, float)) else str(v)))
+            rows.append((f"sandbox start-up: {k}", str(v)))
     width = max(len(k) for k, _ in rows)
     print()
     for k, v in rows:

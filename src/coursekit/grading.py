@@ -60,9 +60,11 @@ import json
 import os
 import selectors
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -73,6 +75,10 @@ from coursekit.paths import Course, CourseError
 
 # Default wall-clock limit of one submission (all its notebooks), seconds.
 DEFAULT_TIMEOUT = 600
+# Seconds a worker stopped for --timeout gets to shut its kernel down before it is killed.
+TERMINATE_GRACE = 10
+# Environment variable naming the warm kernel server's socket (coursekit.sandbox.manager).
+WARM_VARIABLE = "COURSEKIT_WARM_KERNELS"
 # Name nbgrader gives the error of a cell it interrupted (Execute.error_on_timeout).
 CELL_TIMEOUT_ENAME = "CellTimeoutError"
 
@@ -151,14 +157,30 @@ def plan(course: Course, assignment: str, course_id: str, students: list[str] | 
     return todo, done
 
 
-def read_course_id(course: Course) -> str:
-    """The course id nbgrader uses (from nbgrader_config.py), as nbgrader itself loads it."""
+def read_config(course: Course) -> tuple[str, bool]:
+    """(course id, whether autograde runs kernels in the sandbox), from the
+    course's nbgrader configuration as nbgrader itself loads it."""
     from nbgrader.apps.baseapp import NbGrader
+    from nbgrader.converters import Autograde
+    from traitlets.utils.importstring import import_item
     app = NbGrader()
     app.initialize([], root=str(course.root))
     course_id = app.coursedir.course_id or "default_course"
+    preprocessors = Autograde(coursedir=app.coursedir, parent=app).autograde_preprocessors
     app.clear_instance()
-    return course_id
+    sandboxed = False
+    try:
+        from coursekit.sandbox import SandboxExecute
+        for pp in preprocessors:
+            cls = import_item(pp) if isinstance(pp, str) else pp
+            sandboxed |= isinstance(cls, type) and issubclass(cls, SandboxExecute)
+    except ImportError:
+        pass
+    return course_id, sandboxed
+
+
+def read_course_id(course: Course) -> str:
+    return read_config(course)[0]
 
 
 # ---------------------------------------------------------------- merging
@@ -202,6 +224,10 @@ def extract(gb, assignment: str, student: str) -> dict:
 
 # ---------------------------------------------------------------- worker process
 
+class StopGrading(Exception):
+    """Raised in a worker when the coordinator stops the submission it grades."""
+
+
 def _worker_main(argv: list[str]) -> int:
     """A long-lived grading worker: reads student ids (JSON lines) on stdin, answers on fd ``--reply-fd``."""
     import logging
@@ -216,6 +242,11 @@ def _worker_main(argv: list[str]) -> int:
     from nbgrader.apps.autogradeapp import AutogradeApp
     from nbgrader.converters import Autograde
 
+    def _stop(signum, frame):
+        # raised inside nbgrader's Execute: nbclient's `finally` shuts the kernel (and its sandbox) down
+        raise StopGrading("stopped by the coordinator (--timeout)")
+
+    signal.signal(signal.SIGTERM, _stop)
     app = AutogradeApp()
     app.initialize([f"--CourseDirectory.db_url=sqlite:///{opts['scratch']}",
                     f"--CourseDirectory.root={root}", "--log-level=INFO"] + opts.get("config", []))
@@ -226,7 +257,13 @@ def _worker_main(argv: list[str]) -> int:
     reply.write(json.dumps({"ready": True, "course_id": course_id, "startup": time.perf_counter() - t0}) + "\n")
 
     for line in sys.stdin:
-        student = json.loads(line)["student"]
+        task = json.loads(line)
+        student = task["student"]
+        # the sandbox's kernel manager forks warm kernels from this server when set
+        if task.get("warm"):
+            os.environ[WARM_VARIABLE] = task["warm"]
+        else:
+            os.environ.pop(WARM_VARIABLE, None)
         start = time.perf_counter()
         handler = logging.FileHandler(log_dir / f"{student}.log", mode="w", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -310,10 +347,12 @@ class Worker:
     student: str | None = None
     started: float = 0.0
     startup: float = 0.0
+    terminating: float = 0.0           # when being stopped: the moment it gets killed
+    abandoned: str | None = None       # the submission it was stopped on
 
-    def send(self, student: str) -> None:
+    def send(self, student: str, warm_socket: str | None) -> None:
         self.student, self.started = student, time.monotonic()
-        self.proc.stdin.write((json.dumps({"student": student}) + "\n").encode())
+        self.proc.stdin.write((json.dumps({"student": student, "warm": warm_socket}) + "\n").encode())
         self.proc.stdin.flush()
 
     def read_messages(self) -> list[dict]:
@@ -336,6 +375,26 @@ class Summary:
     seconds: dict[str, float] = field(default_factory=dict)
     wall: float = 0.0
     worker_startup: list[float] = field(default_factory=list)
+    warm_server_s: float | None = None   # start-up of the warm kernel server, when one ran
+
+
+def become_subreaper() -> None:
+    """Orphans of a killed worker (a kernel's sandbox launcher, in its own
+    session) are re-parented to this process instead of init, so that
+    ``sweep_orphans`` can find and stop them (Linux; elsewhere a no-op)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def sweep_orphans(keep: set[int]) -> None:
+    """Kill every child of this process (and its descendants) that is not in ``keep``."""
+    import psutil
+    for child in psutil.Process().children():
+        if child.pid not in keep:
+            kill_tree(child.pid)
 
 
 def kill_tree(pid: int) -> None:
@@ -366,6 +425,10 @@ class Grader:
         self.state = state_dir(course, assignment)
         self.workers: list[Worker] = []
         self.selector = selectors.DefaultSelector()
+        self.warm = WarmKernels(False)
+        self.pending: list[str] = []
+        self._foreign: set[int] = set()
+        self._sweep_due = False
 
     # -- workers
     def _scratch(self, index: int) -> Path:
@@ -407,6 +470,17 @@ class Grader:
         self.selector.register(read_fd, selectors.EVENT_READ, worker)
         return worker
 
+    def _sweep(self, exclude: Worker | None = None) -> None:
+        """Stop what a killed worker left behind (see ``become_subreaper``)."""
+        if self.warm.starting:  # its server process is a child too, not yet known: later
+            self._sweep_due = True
+            return
+        self._sweep_due = False
+        keep = self._foreign | {w.proc.pid for w in self.workers if w is not exclude}
+        if self.warm.server is not None:
+            keep.add(self.warm.server.proc.pid)
+        sweep_orphans(keep)
+
     def _stop_worker(self, worker: Worker, kill: bool = False) -> None:
         try:
             self.selector.unregister(worker.reply_fd)
@@ -433,9 +507,11 @@ class Grader:
         if dest.exists():
             shutil.rmtree(dest, ignore_errors=True)
 
-    def _fail(self, summary: Summary, student: str, kind: str, reason: str, **details) -> None:
-        self._cleanup_failed(student)
-        self._inflight(student).unlink(missing_ok=True)
+    def _fail(self, summary: Summary, student: str, kind: str, reason: str, cleanup: bool = True,
+              **details) -> None:
+        if cleanup:
+            self._cleanup_failed(student)
+            self._inflight(student).unlink(missing_ok=True)
         events.record(self.course.root, self.assignment, student, kind, stage="grading",
                       run=self.run_id, message=reason, **details)
         summary.failed[student] = f"{kind}: {reason}"
@@ -478,8 +554,11 @@ class Grader:
         from nbgrader.api import Gradebook
         from tqdm import tqdm
 
+        import psutil
         self.state.mkdir(parents=True, exist_ok=True)
-        pending = list(students)
+        self.pending = pending = list(students)
+        become_subreaper()
+        self._foreign = {p.pid for p in psutil.Process().children()}  # not ours to sweep
         t0 = time.monotonic()
         bar = tqdm(total=len(students), desc=f"grading {self.assignment}", unit="sub", file=sys.stderr,
                    disable=not self.progress or not students, dynamic_ncols=True, mininterval=0.5,
@@ -489,34 +568,44 @@ class Grader:
             with Gradebook(f"sqlite:///{self.course.gradebook}", self.course_id) as gb:
                 if students:
                     self.workers = [self._start_worker(i) for i in range(min(self.jobs, len(students)))]
-                while pending or any(w.student for w in self.workers):
+                while pending or any(w.student or w.terminating for w in self.workers):
                     for w in self.workers:
-                        if w.ready and w.student is None and pending:
+                        if w.ready and w.student is None and not w.terminating and pending:
                             student = pending.pop(0)
                             self._inflight(student).write_text(self.run_id)
                             events.record(self.course.root, self.assignment, student, "grading_started",
                                           stage="grading", run=self.run_id, worker=w.index)
-                            w.send(student)
+                            w.send(student, self.warm.socket)
                     self._poll(summary, gb, bar)
         finally:
             bar.close()
             for w in self.workers:
-                if w.student:  # interrupted: forget the half-graded submission
-                    self._cleanup_failed(w.student)
-                    self._inflight(w.student).unlink(missing_ok=True)
-                self._stop_worker(w, kill=bool(w.student))
+                for student in (w.student, w.abandoned):
+                    if student:  # interrupted: forget the half-graded submission
+                        self._cleanup_failed(student)
+                        self._inflight(student).unlink(missing_ok=True)
+                self._stop_worker(w, kill=bool(w.student or w.terminating))
             self.workers = []
+            if self._sweep_due:
+                self.warm.close()  # waits for a server still starting, so that it is not swept
+                self._sweep()
         summary.wall = time.monotonic() - t0
         return summary
 
     def _poll(self, summary: Summary, gb, bar) -> None:
+        if self._sweep_due:
+            self._sweep()
         now = time.monotonic()
         deadlines = [w.started + self.timeout - now for w in self.workers if w.student]
+        deadlines += [w.terminating - now for w in self.workers if w.terminating]
         wait = max(0.05, min(deadlines + [1.0]))
         for key, _ in self.selector.select(timeout=wait):
             worker: Worker = key.data
+            if worker not in self.workers:
+                continue
             for msg in worker.read_messages():
-                if msg.get("eof"):
+                if msg.get("eof") or worker.terminating:
+                    # a stopped worker's last word (or its exit) is not a grade: replace it
                     self._worker_died(worker, summary, bar)
                     break
                 if msg.get("ready"):
@@ -530,21 +619,26 @@ class Grader:
         now = time.monotonic()
         for w in list(self.workers):
             if w.student and now - w.started > self.timeout:
-                student = w.student
-                self._replace(w)
+                # Over time: SIGTERM lets nbclient shut the kernel (and its sandbox) down
+                # cleanly; the worker is killed for good when it answers or after a grace period.
+                student, w.student, w.abandoned = w.student, None, w.student
+                w.terminating = now + TERMINATE_GRACE
+                w.proc.send_signal(signal.SIGTERM)
                 self._fail(summary, student, "timeout",
-                           f"grading took more than {self.timeout:g} s (--timeout); its kernel was killed",
-                           scope="notebook", limit_s=self.timeout)
+                           f"grading took more than {self.timeout:g} s (--timeout); its kernel was stopped",
+                           cleanup=False, scope="notebook", limit_s=self.timeout)
                 summary.seconds[student] = now - w.started
                 bar.update(1)
                 self._postfix(bar, summary, student)
-            elif w.proc.poll() is not None and w in self.workers:
+            elif w.terminating and now > w.terminating:
+                self._worker_died(w, summary, bar)
+            elif w.proc.poll() is not None:
                 self._worker_died(w, summary, bar)
 
     def _worker_died(self, worker: Worker, summary: Summary, bar) -> None:
         if worker not in self.workers:
             return
-        if not worker.ready:
+        if not worker.ready and not worker.terminating:
             log = (self.state / f"worker-{worker.index}.log").read_text(errors="replace")[-3000:]
             raise CourseError(f"a grading worker could not start nbgrader; its log "
                               f"({self.state / f'worker-{worker.index}.log'}) ends with:\n{log}")
@@ -558,8 +652,16 @@ class Grader:
             self._postfix(bar, summary, student)
 
     def _replace(self, worker: Worker) -> None:
+        """Kill a worker (and its kernel); start a fresh one only if work is left."""
         self._stop_worker(worker, kill=True)
-        self.workers[self.workers.index(worker)] = self._start_worker(worker.index)
+        self._sweep(exclude=worker)
+        if worker.abandoned:  # the submission it was stopped on: no half-written copy stays
+            self._cleanup_failed(worker.abandoned)
+            self._inflight(worker.abandoned).unlink(missing_ok=True)
+        if self.pending:
+            self.workers[self.workers.index(worker)] = self._start_worker(worker.index)
+        else:
+            self.workers.remove(worker)
 
     @staticmethod
     def _postfix(bar, summary: Summary, last: str) -> None:
@@ -568,16 +670,77 @@ class Grader:
             bar.write(f"  {last}: {summary.failed[last]}")
 
 
+class WarmKernels:
+    """The sandbox's warm fork server for one run: kernels fork from an
+    interpreter that already imported ipykernel and torch instead of paying
+    that import per submission.
+
+    Started once per run in a background thread, so that the workers start
+    meanwhile; each task message carries the server's socket once it is ready
+    (until then, and if it cannot start, kernels start cold in the same sandbox,
+    with the same results)."""
+
+    def __init__(self, enabled: bool):
+        self.server = None
+        self.error: str | None = None
+        self.startup_s: float | None = None
+        self._thread = None
+        if enabled:
+            self._thread = threading.Thread(target=self._start, name="warm-kernels", daemon=True)
+            self._thread.start()
+
+    def _start(self) -> None:
+        t0 = time.monotonic()
+        try:
+            from coursekit.sandbox.forkserver import WarmServer
+            self.server = WarmServer()
+            self.startup_s = time.monotonic() - t0
+        except Exception as exc:  # noqa: BLE001 - cold kernels are the fallback
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    @property
+    def starting(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def socket(self) -> str | None:
+        return self.server.socket if self.server is not None else None
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        if self.error:
+            print(f"warning: warm kernels unavailable, kernels started cold: {self.error}", file=sys.stderr)
+            self.error = None
+
+
+def _sandboxed_off() -> bool:
+    try:
+        from coursekit.sandbox.manager import disabled
+    except ImportError:
+        return True
+    return disabled()
+
+
 def grade(course: Course, assignment: str, jobs: int | None = None, force: bool = False,
           timeout: float = DEFAULT_TIMEOUT, memory_mb: int | None = None,
-          students: list[str] | None = None, progress: bool = True) -> Summary:
+          students: list[str] | None = None, progress: bool = True, warm: bool = True) -> Summary:
     """Grade every (not yet graded) submission of ``assignment``; see the module docstring."""
     course.source_notebooks(assignment)  # clear error for an unknown assignment
-    course_id = read_course_id(course)
+    course_id, sandboxed = read_config(course)
     todo, done = plan(course, assignment, course_id, students, force)
     summary = Summary(skipped=done)
     grader = Grader(course, assignment, jobs or os.cpu_count() or 1, timeout, memory_mb, course_id, progress)
-    return grader.run(todo, summary)
+    grader.warm = WarmKernels(warm and sandboxed and bool(todo) and not _sandboxed_off())
+    try:
+        return grader.run(todo, summary)
+    finally:
+        grader.warm.close()
+        summary.warm_server_s = grader.warm.startup_s
 
 
 def print_summary(summary: Summary, assignment: str, course: Course) -> None:
@@ -585,7 +748,8 @@ def print_summary(summary: Summary, assignment: str, course: Course) -> None:
     per = sum(summary.seconds[s] for s in summary.graded) / n if n else 0.0
     print(f"{assignment}: graded {n}, skipped {len(summary.skipped)} (already graded), "
           f"failed {len(summary.failed)} in {summary.wall:.1f} s"
-          + (f" ({per:.1f} s per submission in a worker)" if n else ""))
+          + (f" ({per:.1f} s per submission in a worker)" if n else "")
+          + (f"; warm kernels (server start {summary.warm_server_s:.1f} s)" if summary.warm_server_s else ""))
     if summary.failed:
         print("not graded (recorded in .coursekit/events; fix and run again to retry):")
         for student, reason in sorted(summary.failed.items()):
@@ -605,6 +769,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", type=int, default=None, metavar="MB",
                         help="memory cap of each submission's kernel, in MB (default: the sandbox's)")
     parser.add_argument("--students", nargs="+", default=None, help="grade only these students")
+    parser.add_argument("--cold", action="store_true",
+                        help="no warm kernel server: every kernel imports torch itself (slower; for comparison)")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 1 when any submission could not be graded")
 
@@ -612,7 +778,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     course = Course.at(args.course)
     summary = grade(course, args.assignment, jobs=args.jobs, force=args.force, timeout=args.timeout,
-                    memory_mb=args.memory, students=args.students)
+                    memory_mb=args.memory, students=args.students, warm=not args.cold)
     print_summary(summary, args.assignment, course)
     return 1 if (args.strict and summary.failed) else 0
 
