@@ -39,3 +39,32 @@ def apply_extensions(c) -> None:
 
     # Autograde, execution phase.
     c.Autograde.autograde_preprocessors = _default(Autograde, "autograde_preprocessors")
+
+    # Trusted checks (coursekit.trusted): right after Execute, re-check the test
+    # cells registered in coursekit.checks.<assignment> OUTSIDE the student's kernel
+    # (their code re-run in a sandboxed child, references from the grader's own
+    # torch), detect delegation to the built-in layer, and record tamper/suspicious
+    # events.  A failed check puts an error output first in the test cell, so
+    # nbgrader's own SaveAutoGrades scores it 0: it only ever turns a pass into a
+    # fail.  No-op for assignments without checks (nbgrader's own test suite).
+    from nbgrader.preprocessors import Execute as _Execute
+
+    _procs = list(c.Autograde.autograde_preprocessors)
+    _at = next(i for i, p in enumerate(_procs) if p is _Execute or str(p).endswith("Execute"))
+    c.Autograde.autograde_preprocessors = _procs[: _at + 1] + ["coursekit.trusted.TrustedChecks"] + _procs[_at + 1:]
+
+    # Sandbox (coursekit.sandbox): the kernel that executes each submission runs
+    # isolated (bubblewrap namespaces, unprivileged uid, no network, rlimits; see
+    # README "Sandbox").  nbgrader's Execute passes its own kernel_manager_class as
+    # a keyword, which wins over c.Execute.kernel_manager_class, so swap in its
+    # sandboxed subclass wherever the list has Execute.  Limits are traits of
+    # c.SandboxKernelManager (memory_mb, cpu_seconds, processes, ...).  Keep this
+    # block after every block that sets Autograde.autograde_preprocessors.
+    from nbgrader.preprocessors import Execute
+
+    c.Autograde.autograde_preprocessors = [
+        "coursekit.sandbox.SandboxExecute"
+        if p is Execute or p in ("nbgrader.preprocessors.Execute", "nbgrader.preprocessors.execute.Execute")
+        else p
+        for p in c.Autograde.autograde_preprocessors
+    ]

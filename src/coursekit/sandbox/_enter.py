@@ -220,11 +220,14 @@ class Holder:
         return buf
 
     def _stop_and_stderr(self) -> str:
-        self.kill()
+        if self.proc.poll() is None:
+            self.proc.kill()
         try:
-            return self.proc.stderr.read().decode(errors="replace").strip()
+            err = self.proc.stderr.read().decode(errors="replace").strip()
         except (OSError, ValueError):
-            return ""
+            err = ""
+        self.kill()
+        return err
 
     def _find_holder(self) -> int:
         # bwrap (monitor, our child) -> bwrap (pid 1 of the sandbox) -> holder

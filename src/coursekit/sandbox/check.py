@@ -94,7 +94,7 @@ def probes(paths: dict, grader_port: int, host_tmp_file: str, limits: dict) -> l
         ("cannot read .coursekit/", f"_report(*_denied(_read, {q['state']!r}))"),
         ("sees nothing of the grader's home but the Python install",
          f"ok, d = _denied(os.listdir, {home!r}); "
-         f"_report(ok or set(os.listdir({home!r})) <= {sorted(_bound_under(home))!r}, "
+         f"_report(ok or set(os.listdir({home!r})) <= set({sorted(_bound_under(home))!r}), "
          f"d if ok else os.listdir({home!r}))"),
         ("cannot write the release files", f"_report(*_denied(_write, {q['release']!r}))"),
         ("cannot write the course root", f"_report(*_denied(_write, {q['root'] + '/planted.txt'!r}))"),

@@ -39,13 +39,18 @@ import time
 from . import _enter
 from .manager import PER_KERNEL_ENV, WARM_VARIABLE, kernel_env
 
-# What the zygote imports.  Not matplotlib_inline's backend: importing it
-# outside a running kernel would skip its IPython hook-up.
+# What the zygote imports: first what every kernel imports while it starts
+# (the environment variables these set are given to each warm kernel, as a
+# cold one sets them itself), then the course's libraries (their import-time
+# variables are not: a cold kernel only gets them once the notebook imports
+# them).  Not matplotlib_inline's backend: importing it outside a running
+# kernel would skip its IPython hook-up.
+KERNEL_MODULES = ("IPython", "ipykernel_launcher", "ipykernel.kernelapp", "ipykernel.ipkernel",
+                  "ipykernel.zmqshell", "ipykernel.iostream", "ipykernel.debugger", "jupyter_client.session",
+                  "zmq", "IPython.core.completerlib", "IPython.core.debugger", "IPython.core.oinspect",
+                  "IPython.extensions.storemagic", "sqlite3", "pydoc", "tornado.ioloop")
 PRELOAD = ("numpy", "torch", "torch.nn", "torch.nn.functional", "torchvision", "matplotlib",
-           "matplotlib.pyplot", "IPython", "ipykernel_launcher", "ipykernel.kernelapp", "ipykernel.ipkernel",
-           "ipykernel.zmqshell", "ipykernel.iostream", "ipykernel.debugger", "jupyter_client.session", "zmq",
-           "IPython.core.completerlib", "IPython.core.debugger", "IPython.core.oinspect",
-           "IPython.extensions.storemagic", "sqlite3", "pydoc", "tornado.ioloop")
+           "matplotlib.pyplot")
 
 
 def _kernel_argv_ok(argv: list[str]) -> bool:
@@ -72,18 +77,22 @@ def _reset_matplotlib_dirs() -> None:
             cells["ret"].cell_contents = None
 
 
-def _run_kernel(spec: dict, argv: list[str], base_path: list[str], status_fd: int) -> None:
+def _run_kernel(spec: dict, argv: list[str], base_path: list[str], import_env: dict, status_fd: int) -> None:
     """In the sandboxed kernel process: become ``python -m ipykernel_launcher``."""
     os.environ.clear()
     os.environ.update(spec["env"])
+    os.environ.update(import_env)  # what the preloaded modules set when a cold kernel imports them
     # sys.path as a fresh interpreter would have it here: .pth entries that do
     # not exist in the sandbox (e.g. an editable coursekit) are not there
     sys.path[:] = [p for p in base_path if os.path.exists(p) or p.endswith(".zip")]
     sys.path_importer_cache.clear()
     for name in [m for m in sys.modules if m == "coursekit" or m.startswith("coursekit.")]:
         del sys.modules[name]
+    # a fresh process has fresh random generators (python's random reseeds itself after fork)
     if "numpy" in sys.modules:
-        sys.modules["numpy"].random.seed()  # a fresh process would have a fresh global RNG
+        sys.modules["numpy"].random.seed()
+    if "torch" in sys.modules:
+        sys.modules["torch"].seed()
     _reset_matplotlib_dirs()
     import ipykernel_launcher
 
@@ -109,7 +118,7 @@ def _run_kernel(spec: dict, argv: list[str], base_path: list[str], status_fd: in
         os._exit(code)
 
 
-def _supervise(conn: socket.socket, base_env: dict, base_path: list[str]) -> None:
+def _supervise(conn: socket.socket, base_env: dict, base_path: list[str], import_env: dict) -> None:
     """In a child of the zygote: start one kernel and look after it."""
     fd = conn.fileno()
 
@@ -136,7 +145,7 @@ def _supervise(conn: socket.socket, base_env: dict, base_path: list[str]) -> Non
         return
 
     def child_main():
-        _run_kernel(spec, argv, base_path, fd)
+        _run_kernel(spec, argv, base_path, import_env, fd)
 
     try:
         holder, pid = _enter.start(spec, child_main, fd)
@@ -172,11 +181,14 @@ def _supervise(conn: socket.socket, base_env: dict, base_path: list[str]) -> Non
         send(f"exit {status if status is not None else -9}")
 
 
-def serve(sock_path: str, base_env: dict, preload=PRELOAD) -> None:
-    """The zygote's main loop (runs in its own process, see ``warm_kernels``)."""
-    # sys.path of a fresh interpreter (imports below may extend it), without
-    # the zygote's own script folder
-    base_path = list(sys.path[1:])
+def serve(sock_path: str, base_env: dict, base_path: list[str], preload=PRELOAD) -> None:
+    """The zygote's main loop (runs in its own process, see ``warm_kernels``).
+
+    ``base_path``: sys.path of a fresh interpreter, taken before any import."""
+    env_before = dict(os.environ)
+    for name in KERNEL_MODULES:
+        importlib.import_module(name)
+    import_env = {k: v for k, v in os.environ.items() if env_before.get(k) != v}
     for name in preload:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
@@ -207,7 +219,7 @@ def serve(sock_path: str, base_env: dict, preload=PRELOAD) -> None:
                 try:
                     listener.close()
                     os.close(stdin)
-                    _supervise(conn, base_env, base_path)
+                    _supervise(conn, base_env, base_path, import_env)
                 except BaseException:  # noqa: BLE001
                     code = 1
                 finally:
@@ -233,8 +245,10 @@ class WarmServer:
         # per-kernel variables; the zygote imports under the same environment
         self.base_env = {k: v for k, v in kernel_env(os.environ, python_cmd).items() if k not in PER_KERNEL_ENV}
         env = dict(self.base_env, HOME=home)  # private HOME: nothing to hijack in /tmp
-        code = ("import json,sys; from coursekit.sandbox.forkserver import serve; "
-                "serve(sys.argv[1], json.loads(sys.argv[2]), tuple(sys.argv[3:]))")
+        # sys.path is taken before anything is imported (imports may extend
+        # it), without the '' of -c
+        code = ("import sys; path = sys.path[1:]; import json; from coursekit.sandbox.forkserver import serve; "
+                "serve(sys.argv[1], json.loads(sys.argv[2]), path, tuple(sys.argv[3:]))")
         self.log = os.path.join(self.dir, "server.log")  # import-time chatter (debugpy, ...)
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(

@@ -143,17 +143,13 @@ class SandboxProvisioner(LocalProvisioner):
         # the kernel runs as an unprivileged uid: lend it its working copy
         state["owner"] = _enter.take_workdir(spec)
         t0 = time.perf_counter()
-        warm = km.warm_socket()
-        process = None
-        if warm:
-            try:
-                process = await asyncio.get_running_loop().run_in_executor(
-                    None, WarmProcess.start, warm, spec, cmd)
-                state["mode"] = "warm"
-            except WarmUnavailable as e:
-                km.log.info("sandbox: warm start not possible (%s); starting cold", e)
-        if process is None:
-            process = await asyncio.get_running_loop().run_in_executor(None, _cold_start, spec, cmd)
+        try:
+            process = await self._start(km, spec, cmd, state)
+        except BaseException:
+            # nothing started: give the working copy back, keep no state
+            self.sandbox = None
+            _enter.release_workdir(workdir, state["owner"])
+            raise
         state["startup_ms"] = (time.perf_counter() - t0) * 1000
         state["pidfds"] = process.pidfds
         km.log.debug("sandbox: %s kernel start %.0f ms in %s", state["mode"], state["startup_ms"], workdir)
@@ -163,12 +159,33 @@ class SandboxProvisioner(LocalProvisioner):
         self.cwd = workdir
         return self.connection_info
 
+    @staticmethod
+    async def _start(km, spec: dict, cmd: list[str], state: dict):
+        warm = km.warm_socket()
+        if warm:
+            try:
+                process = await _blocking(WarmProcess.start, warm, spec, cmd)
+                state["mode"] = "warm"
+                return process
+            except WarmUnavailable as e:
+                km.log.info("sandbox: warm start not possible (%s); starting cold", e)
+        return await _blocking(_cold_start, spec, cmd)
+
     async def cleanup(self, restart: bool = False) -> None:
         await super().cleanup(restart=restart)
         state, self.sandbox = self.sandbox, None
         if not state:
             return
-        await asyncio.get_running_loop().run_in_executor(None, _teardown, self.process, state, restart)
+        await _blocking(_teardown, self.process, state, restart)
+
+
+async def _blocking(fn, *args):
+    """Run a short blocking step off the event loop (inline when the loop's
+    executor is gone, e.g. in nbclient's atexit clean-up)."""
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    except RuntimeError:
+        return fn(*args)
 
 
 def _teardown(process, state: dict, restart: bool) -> None:
@@ -263,6 +280,7 @@ def _cold_start(spec: dict, cmd: list[str]):
         proc.kill()
         proc.wait()
         for fd in pidfds:
+            select.select([fd], [], [], 10)  # until the sandbox is empty
             os.close(fd)
         raise SandboxError(f"the kernel sandbox could not start, so the kernel was not started: "
                            f"{lines[-1][len('error: '):] if lines[-1].startswith('error: ') else lines[-1]}")
@@ -300,8 +318,14 @@ class WarmProcess:
         pidfds = _pidfds(lines)
         last = lines[-1]
         if last != "ok":
+            # the supervisor sends "exit" (and closes) once the sandbox is empty
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and select.select([sock], [], [], 1)[0]:
+                if not sock.recv(4096):
+                    break
             sock.close()
             for fd in pidfds:
+                select.select([fd], [], [], 10)
                 os.close(fd)
             if last.startswith("error: unsupported"):
                 raise WarmUnavailable(last[len("error: "):])
