@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +42,7 @@ class ChildResult:
 
 def run_student_code(cells: list[str], probe: str, target: str, spec: dict, *,
                      timeout: float = 90, cell_timeout: float = 30, scenario_timeout: float = 20,
-                     max_bytes: int = 8 << 20, workdir: Path | None = None) -> ChildResult:
+                     max_bytes: int = 8 << 20) -> ChildResult:
     """Execute ``cells`` in a sandboxed child, then each of the probe's
     ``SCENARIOS[name](target_class, torch, spec[name])`` there."""
     request = json.dumps({
@@ -50,14 +52,18 @@ def run_student_code(cells: list[str], probe: str, target: str, spec: dict, *,
     }).encode("utf-8")
     argv = [sys.executable, "-I", "-c", BOOT]
     start = time.monotonic()
+    folder = Path(tempfile.mkdtemp(prefix="ck-trusted-"))  # the child's only writable folder
     try:
-        proc = _launch(argv, workdir)
-    except OSError as exc:
-        return ChildResult(None, f"could not start the sandboxed child: {exc}", 0.0)
-    try:
-        out, failure = _exchange(proc, request, timeout, max_bytes)
+        try:
+            proc = _launch(argv, folder)
+        except Exception as exc:  # SandboxError, OSError: no sandbox, no run
+            return ChildResult(None, f"could not start the sandboxed child: {exc}", 0.0)
+        try:
+            out, failure = _exchange(proc, request, timeout, max_bytes)
+        finally:
+            _kill_group(proc)
     finally:
-        _kill_group(proc)
+        shutil.rmtree(folder, ignore_errors=True)
     wall = time.monotonic() - start
     if failure:
         return ChildResult(None, failure, wall)
@@ -118,57 +124,35 @@ def _kill_group(proc: subprocess.Popen) -> None:
             pass
 
 
-def _launch(argv: list[str], workdir: Path | None) -> subprocess.Popen:
+def _launch(argv: list[str], workdir: Path) -> subprocess.Popen:
     """Start ``argv`` inside the kernel sandbox (fail closed: no sandbox, no run)."""
     wrapped, env = sandbox_argv(argv, workdir)
     return subprocess.Popen(wrapped, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+                            stderr=subprocess.DEVNULL, env=env, cwd=str(workdir), start_new_session=True)
 
 
-def child_env() -> dict[str, str]:
-    """A minimal environment: nothing of the instructor's (paths, tokens) leaks in."""
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "HOME": "/tmp",
-        "IPYTHONDIR": "/tmp/.ipython",
-        "MPLBACKEND": "Agg",
-        "MPLCONFIGDIR": "/tmp/.mpl",
-        "NBGRADER_EXECUTION": "autograde",   # fast mode, as in the kernel
-        "COURSE_MODE": "fast",
-        "OMP_NUM_THREADS": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-    }
+def child_env(argv: list[str]) -> dict[str, str]:
+    """The kernel's allow-listed environment (nothing of the grader's leaks in),
+    in fast mode, with a non-interactive matplotlib."""
+    from coursekit.sandbox.manager import kernel_env
+
+    env = kernel_env(os.environ, argv)
+    env.update({"NBGRADER_EXECUTION": "autograde", "COURSE_MODE": "fast", "MPLBACKEND": "Agg",
+                "IPYTHONDIR": "/tmp/.ipython", "MPLCONFIGDIR": "/tmp/.matplotlib", "OMP_NUM_THREADS": "1"})
     return env
 
 
-def sandbox_argv(argv: list[str], workdir: Path | None) -> tuple[list[str], dict[str, str]]:
-    """``argv`` wrapped by the course's kernel sandbox, and the environment to run it in."""
-    try:
-        from coursekit import sandbox  # the sandbox owns the isolation policy
-        wrap = sandbox.wrap_command
-    except (ImportError, AttributeError):
-        wrap = _bwrap_minimal
-    return wrap(argv, workdir=workdir, env=child_env())
+def sandbox_argv(argv: list[str], workdir: Path) -> tuple[list[str], dict[str, str]]:
+    """``argv`` wrapped by the course's kernel sandbox (``coursekit.sandbox``), and
+    the environment to start the wrapper with.
 
+    With the sandbox switched off for development (``COURSEKIT_SANDBOX=off``,
+    when kernels run unsandboxed too) the child runs unsandboxed as well, with
+    the same scrubbed environment, in its own empty folder."""
+    from coursekit import sandbox
+    from coursekit.sandbox.manager import disabled
 
-def _bwrap_minimal(argv: list[str], workdir: Path | None, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-    """Stand-in until the kernel sandbox offers ``wrap_command``: bubblewrap with
-    only the system, the interpreter and its packages visible (read-only), no
-    network, its own pid namespace, an empty private /tmp."""
-    import shutil
-
-    bwrap = shutil.which("bwrap")
-    if not bwrap:
-        raise OSError("bubblewrap (bwrap) is not installed: run `make setup`")
-    binds = ["/usr", "/bin", "/lib", "/lib64", "/etc/alternatives", "/etc/ssl",
-             sys.base_prefix, sys.prefix]
-    args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    for path in dict.fromkeys(binds):
-        if os.path.islink(path):  # /bin -> usr/bin on merged-/usr systems
-            args += ["--symlink", os.readlink(path), path]
-        elif os.path.exists(path):
-            args += ["--ro-bind", path, path]
-    args += ["--chdir", "/tmp", "--"]
-    return args + argv, env
+    env = child_env(argv)
+    if disabled():
+        return argv, env
+    return sandbox.wrap_command(argv, workdir=str(workdir), env=env)

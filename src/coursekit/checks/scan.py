@@ -219,10 +219,21 @@ def scan_source(source: str, cell: int, lines: set[int] | None, aliases: set[str
     if tree is None:
         return findings
     magic_lines = {n for n, t in enumerate(src_lines, 1) if t.lstrip().startswith(("%", "!"))}
+    # Naming the built-in layer costs points only inside the definitions of an
+    # answer cell (the implementation); a module-level comparison is allowed.
+    defined: set[int] = set()
+    if answer_cell:
+        for top in tree.body:
+            if isinstance(top, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([top.lineno] + [d.lineno for d in top.decorator_list])
+                defined.update(range(first, (top.end_lineno or top.lineno) + 1))
+
+    def implementation(node) -> bool:
+        return getattr(node, "lineno", 0) in defined
 
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
-            _attribute(node, add, aliases, answer_cell, magic_lines, offset)
+            _attribute(node, add, aliases, implementation(node), magic_lines, offset)
         elif isinstance(node, ast.Name):
             if node.id in DANGEROUS_NAMES:
                 add(node, "evasion", node.id)
@@ -231,14 +242,16 @@ def scan_source(source: str, cell: int, lines: set[int] | None, aliases: set[str
         elif isinstance(node, ast.Call):
             _call(node, add, aliases)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            _import(node, add, answer_cell)
+            _import(node, add, implementation(node))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            _string(node, add, answer_cell)
+            _string(node, add, implementation(node))
         elif isinstance(node, ast.ClassDef):
             for base in node.bases:
                 name = _dotted(base)
-                if not name or not (name == "Module" or name.endswith(".Module")):
-                    add(node, "delegation", f"base class {name or ast.unparse(base)}")
+                if name is None:
+                    add(base, "evasion", f"computed base class {ast.unparse(base)[:60]}")
+                elif NORM_RE.match(name.split(".")[-1]) or "_NormBase" in name:
+                    add(base, "delegation", f"base class {name}")
         elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
             targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
             for target in targets:
@@ -274,11 +287,11 @@ def _root(node) -> str | None:
     return None
 
 
-def _attribute(node, add, aliases, answer_cell, magic_lines, offset) -> None:
+def _attribute(node, add, aliases, inside, magic_lines, offset) -> None:
     attr, root = node.attr, _root(node.value)
     dotted = _dotted(node) or attr
     if NORM_RE.match(attr) and root not in ("self", "cls"):
-        add(node, "delegation" if answer_cell else "suspicious", dotted)
+        add(node, "delegation" if inside else "suspicious", dotted)
     if attr in DANGEROUS_ATTRS:
         add(node, "evasion", dotted)
     elif attr.startswith("_") and not attr.startswith("__") and root not in ("self", "cls"):
@@ -314,7 +327,7 @@ def _call(node, add, aliases) -> None:
         pass  # computed paths: the sandbox decides, nothing to read here
 
 
-def _import(node, add, answer_cell) -> None:
+def _import(node, add, inside) -> None:
     if isinstance(node, ast.Import):
         modules = [a.name for a in node.names]
         names: list[str] = []
@@ -332,20 +345,20 @@ def _import(node, add, answer_cell) -> None:
         if top in SUSPICIOUS_MODULES:
             add(node, "suspicious", f"import {module}")
         if NORM_MODULE_RE.search(module):
-            add(node, "delegation" if answer_cell else "suspicious", f"import {module}")
+            add(node, "delegation" if inside else "suspicious", f"import {module}")
     for name in names:
         if NORM_RE.match(name):
-            add(node, "delegation" if answer_cell else "suspicious", f"from {modules[0]} import {name}")
+            add(node, "delegation" if inside else "suspicious", f"from {modules[0]} import {name}")
         elif name in EVASION_TORCH or (name.startswith("_") and not name.startswith("__")):
             add(node, "evasion", f"from {modules[0]} import {name}")
         elif name in TAMPER_NAMES:
             add(node, "tamper", f"from {modules[0]} import {name}")
 
 
-def _string(node, add, answer_cell) -> None:
+def _string(node, add, inside) -> None:
     value = node.value.strip()
     if NORM_RE.match(value):
-        add(node, "delegation" if answer_cell else "suspicious", f"string {value!r}")
+        add(node, "delegation" if inside else "suspicious", f"string {value!r}")
     elif value in EVASION_TORCH or value in DANGEROUS_ATTRS or value in {"eval", "exec", "__import__"}:
         add(node, "evasion", f"string {value!r}")
     elif value and "\n" not in value and len(value) < 300 and PATH_RE.search(value):
