@@ -592,4 +592,6 @@ def run(args) -> int:
         print(f"{len(problems)} problems (also in {folder / 'problems.txt'}):")
         for p in problems:
             print(f"  [{p['kind']}] {p['who'] or '?'}: {p['detail']}")
+            for name in p["files"]:
+                print(f"      {name}")
     return 0

@@ -197,8 +197,9 @@ LAST = ["Puig", "Soler", "Vidal", "Ferrer", "Serra", "Roca", "Mas", "Font", "Cas
         "Vila", "Riera", "Bosch", "Camps", "Oliver", "Sala", "Mir", "Coll", "Prat", "Pons"]
 
 # How students rename the notebook they hand in (Colab copies, browser downloads, hand edits).
+# "<zip>|<name>": the student zipped the notebook (and macOS junk) before uploading it.
 RENAMES = ["{nb}.ipynb", "Copy of {nb}.ipynb", "Còpia de {nb}.ipynb", "{nb} (1).ipynb",
-           "{Nb}.ipynb", "{nb}.ipynb", "{nb}_entrega.ipynb", "Copia de {nb} (2).ipynb"]
+           "{Nb}.ipynb", "entrega.zip|{nb}.ipynb", "{nb}_entrega.ipynb", "Copia de {nb} (2).ipynb"]
 
 # Damages the demo class receives in turn (all repairable: same score as the clean original).
 DEMO_DAMAGES = ["colab", "strip_metadata", "answer_above", "duplicate_answer", "delete_test",
@@ -245,11 +246,13 @@ def write_roster(path: Path, people: list[dict]) -> None:
 
 def moodle_export(course: Course, assignment: str, variants, dest_zip: Path, damage: bool = True,
                   folders: bool = True, extras: bool | None = None, broken: bool = False,
-                  roster: Path | None | bool = None) -> dict:
+                  roster: Path | None | bool = None, damages: list[str] | None = None,
+                  renames: list[str] | None = None) -> dict:
     """Write ``variants`` as a Moodle "download all submissions" zip at ``dest_zip``.
 
-    ``damage``: apply ``DEMO_DAMAGES`` and ``RENAMES`` in turn (one student's
-    notebook goes inside a zip of their own); ``folders``: Moodle's "download
+    ``damage``: apply ``damages`` (default ``DEMO_DAMAGES``) and ``renames``
+    (default ``RENAMES``; one student's notebook goes inside a zip of their
+    own) in turn; ``folders``: Moodle's "download
     submissions in folders" layout, else flat ``<prefix><file>`` names;
     ``extras`` (default: ``damage``): add students who uploaded the wrong file,
     two different notebooks, or only online text; ``broken``: add a truncated
@@ -276,11 +279,13 @@ def moodle_export(course: Course, assignment: str, variants, dest_zip: Path, dam
         entries.append((name, data))
         out["files"].setdefault(p["student_id"], []).append(name)
 
+    damages = damages or DEMO_DAMAGES
+    renames = renames or RENAMES
     for index, variant in enumerate(variants):
         p = person(variant.student, index)
         out["people"][variant.student] = p
         if damage:
-            kind = DEMO_DAMAGES[index % len(DEMO_DAMAGES)]
+            kind = damages[index % len(damages)]
             name = classgen._notebook_path(course.release, assignment, variant.notebook).stem
             v = copy.copy(variant)
             v.mutate = chain(variant.mutate, mutate(kind, releases[name]))
@@ -289,14 +294,15 @@ def moodle_export(course: Course, assignment: str, variants, dest_zip: Path, dam
             v = variant
         name, nb = classgen.render(course, assignment, v)
         data = nbformat.writes(nb).encode("utf-8") if not damage else json.dumps(nb, indent=1, ensure_ascii=False).encode()
-        filename = RENAMES[index % len(RENAMES)].format(nb=name, Nb=name.capitalize()) if damage else f"{name}.ipynb"
-        if damage and index % len(RENAMES) == 5:
-            # this student zipped the notebook before uploading it
+        filename = renames[index % len(renames)].format(nb=name, Nb=name.capitalize()) if damage else f"{name}.ipynb"
+        if "|" in filename:  # this student zipped the notebook before uploading it
+            zipname, filename = filename.split("|", 1)
+            folder = zipname[:-len(".zip")]
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-                z.writestr(f"entrega/{filename}", data)
-                z.writestr(f"__MACOSX/entrega/._{filename}", b"\x00\x05\x16\x07 not a notebook")
-            add(p, "entrega.zip", buf.getvalue())
+                z.writestr(f"{folder}/{filename}", data)
+                z.writestr(f"__MACOSX/{folder}/._{filename}", b"\x00\x05\x16\x07 not a notebook")
+            add(p, zipname, buf.getvalue())
         else:
             add(p, filename, data)
 
