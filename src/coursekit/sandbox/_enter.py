@@ -28,6 +28,7 @@ pipe and the kernel never starts: the sandbox fails closed.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import resource
@@ -144,9 +145,9 @@ def bwrap_argv(spec: dict, privileged: bool) -> list[str]:
             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--hostname", "sandbox"]
     if not privileged:
-        # Unprivileged bwrap creates the user namespace itself; the kernel
-        # then stays in it as uid/gid 65534 and cannot create further ones.
-        args += ["--unshare-user", "--uid", str(INSIDE_ID), "--gid", str(INSIDE_ID), "--disable-userns"]
+        # Unprivileged bwrap needs a user namespace to build the others; the
+        # kernel joins it, then nests one of its own (see become_sandboxed).
+        args += ["--unshare-user"]
     args += _system_binds()
     args += ["--proc", "/proc", "--dev", "/dev",
              "--perms", "1777", "--size", str(spec["tmp_bytes"]), "--tmpfs", "/tmp",
@@ -279,13 +280,25 @@ def _same_ns(kind: str, pid: int) -> bool:
     return os.stat(f"/proc/self/ns/{kind}").st_ino == os.stat(f"/proc/{pid}/ns/{kind}").st_ino
 
 
+NS_GET_USERNS = 0xB701
+
+
 def open_namespaces(holder: Holder) -> dict:
-    """Namespace fds of the sandbox, opened by the supervisor before forking."""
+    """Namespace fds of the sandbox, opened by the supervisor before forking.
+
+    "user" is the user namespace that owns the others (unprivileged bwrap
+    nests a second one for its command; joining that one would give no
+    capability over the pid or mount namespaces)."""
     fds = {}
-    for kind in ("user", "mnt", "net", "ipc", "uts", "cgroup", "pid"):
-        if kind in ("user", "cgroup") and _same_ns(kind, holder.holder_pid):
+    for kind in ("mnt", "net", "ipc", "uts", "cgroup", "pid"):
+        if kind == "cgroup" and _same_ns(kind, holder.holder_pid):
             continue
         fds[kind] = holder.ns_fd(kind)
+    owner = fcntl.ioctl(fds["pid"], NS_GET_USERNS)
+    if os.fstat(owner).st_ino != os.stat("/proc/self/ns/user").st_ino:
+        fds["user"] = owner
+    else:
+        os.close(owner)
     return fds
 
 
@@ -315,18 +328,20 @@ def become_sandboxed(spec: dict, ns_fds: dict) -> None:
     os.chdir(spec["workdir"])
 
     if os.geteuid() == 0 and "user" not in ns_fds:
-        # Grader runs as root: become the unprivileged outside uid, then enter
-        # a user namespace of our own (so RLIMIT_NPROC counts this kernel's
-        # processes only, and uid 0 is exempt from it).
+        # Grader runs as root: become the unprivileged outside uid first.
         uid, gid = spec["uid"], spec["gid"]
         os.setgroups([])
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
         prctl(PR_SET_DUMPABLE, 1, what="dumpable")  # else /proc/self/uid_map stays root's
-        unshare(CLONE_NEWUSER)
-        _write("/proc/self/setgroups", "deny")
-        _write("/proc/self/uid_map", f"{INSIDE_ID} {uid} 1\n")
-        _write("/proc/self/gid_map", f"{INSIDE_ID} {gid} 1\n")
+    # A user namespace of the kernel's own, where it is uid/gid 65534: it owns
+    # none of the sandbox's other namespaces (so no capability it holds there
+    # reaches them), and RLIMIT_NPROC counts this kernel's processes only.
+    outer_uid, outer_gid = os.geteuid(), os.getegid()
+    unshare(CLONE_NEWUSER)
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{INSIDE_ID} {outer_uid} 1\n")
+    _write("/proc/self/gid_map", f"{INSIDE_ID} {outer_gid} 1\n")
     if os.getuid() == 0:
         raise SandboxError("refusing to run the kernel as uid 0 inside the sandbox")
 

@@ -115,13 +115,16 @@ def course_layout(workdir: str):
 
 
 def check_workdir(workdir: str) -> None:
+    """Refuse a working folder that holds the grader's own files: the kernel
+    may write all of it."""
     home = os.path.realpath(os.path.expanduser("~"))
-    p = Path(workdir)
-    if workdir in ("/", home) or any((p / n).exists() for n in ("nbgrader_config.py", "gradebook.db", "source")):
+    here = os.path.realpath(os.getcwd())
+    if workdir in ("/", home) or here == workdir or here.startswith(workdir.rstrip("/") + "/"):
         raise SandboxError(
             f"refusing to start a sandboxed kernel in {workdir}: the kernel may write its "
-            "working folder, and this one looks like a course root or home folder. "
-            "Execute notebooks from a copy (nbgrader autograde does: autograded/<student>/<assignment>).")
+            "working folder, and this one is the root, your home, or holds the folder you run from "
+            "(the course root). Execute notebooks from a copy, as nbgrader autograde does "
+            "(autograded/<student>/<assignment>).")
 
 
 class SandboxProvisioner(LocalProvisioner):
@@ -171,12 +174,21 @@ class SandboxProvisioner(LocalProvisioner):
                 km.log.info("sandbox: warm start not possible (%s); starting cold", e)
         return await _blocking(_cold_start, spec, cmd)
 
+    async def wait(self):
+        ret = await super().wait()
+        if self.sandbox is not None:
+            self.sandbox["exit"] = ret
+        return ret
+
     async def cleanup(self, restart: bool = False) -> None:
         await super().cleanup(restart=restart)
         state, self.sandbox = self.sandbox, None
         if not state:
             return
         await _blocking(_teardown, self.process, state, restart)
+        if state.get("log_tail"):
+            self.log.warning("sandboxed kernel exited with status %s; its last words:\n%s",
+                             state["exit"], state["log_tail"])
 
 
 async def _blocking(fn, *args):
@@ -201,6 +213,13 @@ def _teardown(process, state: dict, restart: bool) -> None:
     state["pidfds"] = []
     workdir = state["workdir"]
     removed = _enter.release_workdir(workdir, state["owner"])
+    code = process.poll() if process is not None else state.get("exit")
+    state["exit"] = code
+    log = os.path.join(state["spec"]["rundir"] or "", "kernel.log")
+    if code not in (None, 0) and os.path.isfile(log):
+        with open(log, "rb") as f:
+            f.seek(max(0, os.path.getsize(log) - 2000))
+            state["log_tail"] = f.read().decode(errors="replace")
     if removed:
         layout = course_layout(workdir)
         if layout:
