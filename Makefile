@@ -24,6 +24,9 @@ setup: venv
 	  echo "installing bubblewrap (kernel sandbox)"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q bubblewrap >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }; \
 	  else sudo apt-get install -y -q bubblewrap; fi; }
+	@bwrap --unshare-all --die-with-parent --ro-bind / / true || { \
+	  echo "bubblewrap cannot create namespaces here, so the kernel sandbox cannot start"; \
+	  echo "(unprivileged user namespaces disabled? see README \"Sandbox\")"; exit 1; }
 
 release: setup
 	$(PY) -m coursekit release
