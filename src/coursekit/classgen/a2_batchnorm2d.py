@@ -1,0 +1,389 @@
+"""Generated submissions of assignment 2 (BatchNorm2d, the backward pass by hand).
+
+Every variant starts from the instructor's solution in ``source/`` (markers
+removed, :func:`coursekit.classgen.solution_source`) and changes a few lines,
+so the catalogue follows the notebook when it is edited; an edit that no
+longer applies raises instead of silently producing the solution.  ``fails``
+is what SHOULD happen pedagogically: the test cells whose skill the mistake
+breaks.  Every other autograded test cell must pass.
+
+The notebook has two autograded answer cells:
+
+- ``bn2d_impl`` (``MyBatchNorm2d``), four blanks: the batch statistics
+  (``STATS``), the running-statistics update (``UPDATE``), ``x_hat`` in
+  training (``TRAIN_X_HAT``) and in evaluation (``EVAL_X_HAT``);
+- ``bn2d_backward_impl`` (``BatchNorm2dFunction``), two blanks: the body of
+  ``forward`` (``FORWARD``) and of ``backward`` (``BACKWARD``).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from coursekit.classgen import Variant, solution_source
+from coursekit.paths import Course, CourseError
+
+ASSIGNMENT = "a2_batchnorm2d"
+LAYER = "bn2d_impl"
+FUNCTION = "bn2d_backward_impl"
+
+# Test cells (grade_id) of the notebook, in order: MyBatchNorm2d, then BatchNorm2dFunction.
+LAYER_TESTS = (
+    "test_bn2d_train_output", "test_bn2d_running_stats", "test_bn2d_eval_output", "test_bn2d_gradients",
+    "test_bn2d_momentum_eps", "test_bn2d_channels_last", "test_bn2d_single_image", "test_bn2d_buffers_input",
+    "test_bn2d_own_impl",
+)
+FUNCTION_TESTS = (
+    "test_function_forward", "test_function_gradcheck", "test_function_vs_autograd", "test_function_no_autograd",
+)
+TESTS = LAYER_TESTS + FUNCTION_TESTS
+
+# -- the solution's lines inside the blanks of MyBatchNorm2d (12 spaces: body of if/else) --------------------
+I = " " * 12
+STATS = (I + "m = x.shape[0] * x.shape[2] * x.shape[3]\n"
+         + I + "batch_mean = x.mean(dim=(0, 2, 3))\n"
+         + I + "batch_var = x.var(dim=(0, 2, 3), unbiased=False)\n")
+M_LINE = I + "m = x.shape[0] * x.shape[2] * x.shape[3]\n"
+NO_GRAD = I + "with torch.no_grad():\n"
+RUNNING_MEAN = I + "    self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * batch_mean\n"
+RUNNING_VAR = I + "    self.running_var = (1 - self.momentum) * self.running_var + self.momentum * batch_var * m / (m - 1)\n"
+UPDATE = NO_GRAD + RUNNING_MEAN + RUNNING_VAR
+TRAIN_X_HAT = I + "x_hat = (x - batch_mean.view(1, -1, 1, 1)) / torch.sqrt(batch_var.view(1, -1, 1, 1) + self.eps)\n"
+EVAL_X_HAT = (I + "x_hat = (x - self.running_mean.view(1, -1, 1, 1)) / "
+              "torch.sqrt(self.running_var.view(1, -1, 1, 1) + self.eps)\n")
+
+# -- the solution's lines inside the blanks of BatchNorm2dFunction (8 spaces: method bodies) ---------------
+J = " " * 8
+FORWARD_INV_STD = J + "inv_std = 1.0 / torch.sqrt(var + eps)\n"
+FORWARD_SAVE = J + "ctx.save_for_backward(x_hat, gamma, inv_std)\n"
+BACKWARD_M = J + "m = grad_out.numel() // grad_out.shape[1]\n"
+BACKWARD_DGAMMA = J + "dgamma = (grad_out * x_hat).sum(dim=dims)\n"
+BACKWARD_DX = (J + "dx = inv_std / m * (m * d - d.sum(dim=dims, keepdim=True) "
+               "- x_hat * (d * x_hat).sum(dim=dims, keepdim=True))\n")
+FORWARD = (J + "mean = x.mean(dim=(0, 2, 3), keepdim=True)\n"
+           + J + "var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)\n"
+           + FORWARD_INV_STD
+           + J + "x_hat = (x - mean) * inv_std\n"
+           + FORWARD_SAVE)
+BACKWARD = (J + "x_hat, gamma, inv_std = ctx.saved_tensors\n"
+            + BACKWARD_M
+            + J + "dims = (0, 2, 3)\n"
+            + J + "dbeta = grad_out.sum(dim=dims)\n"
+            + BACKWARD_DGAMMA
+            + J + "d = grad_out * gamma.view(1, -1, 1, 1)\n"
+            + BACKWARD_DX)
+
+
+def _course() -> Course:
+    """The course whose source/ the variants are built from: the repository this package lives in,
+    or else the current directory."""
+    here = Path(__file__).resolve().parents[3]
+    for root in (here, Path.cwd()):
+        if (root / "nbgrader_config.py").is_file() and (root / "source" / ASSIGNMENT).is_dir():
+            return Course(root)
+    raise CourseError(f"source/{ASSIGNMENT} not found (looked in {here} and {Path.cwd()}): "
+                      "run from the course root")
+
+
+@lru_cache(maxsize=2)
+def solution(cell: str = LAYER) -> str:
+    return solution_source(_course(), ASSIGNMENT, cell)
+
+
+def edit(cell: str, *pairs: tuple[str, str]) -> str:
+    """The solution of ``cell`` with each ``old`` text replaced by ``new``; each ``old`` must occur once."""
+    src = solution(cell)
+    for old, new in pairs:
+        if src.count(old) != 1:
+            raise CourseError(f"classgen {ASSIGNMENT}: expected exactly one {old.strip()!r} in the solution of "
+                              f"{cell} (found {src.count(old)}); update src/coursekit/classgen/{ASSIGNMENT}.py")
+        src = src.replace(old, new)
+    return src
+
+
+def layer(*pairs) -> dict[str, str]:
+    """Answers with MyBatchNorm2d edited and BatchNorm2dFunction as in the solution."""
+    return {LAYER: edit(LAYER, *pairs), FUNCTION: solution(FUNCTION)}
+
+
+def function(*pairs) -> dict[str, str]:
+    """Answers with BatchNorm2dFunction edited and MyBatchNorm2d as in the solution."""
+    return {LAYER: solution(LAYER), FUNCTION: edit(FUNCTION, *pairs)}
+
+
+# -- correct implementations written differently ---------------------------------------------------------
+
+# keepdim statistics (shape (1, C, 1, 1)), buffers updated in place with lerp_ from detached values, rsqrt;
+# backward by the staged chain rule (through var and mean) instead of the compact form.
+KEEPDIM_LAYER = (
+    (STATS, I + "m = x.numel() // x.size(1)\n"
+            + I + "batch_mean = x.mean(dim=(0, 2, 3), keepdim=True)\n"
+            + I + "batch_var = ((x - batch_mean) ** 2).mean(dim=(0, 2, 3), keepdim=True)\n"),
+    (UPDATE, I + "self.running_mean.lerp_(batch_mean.detach().flatten(), self.momentum)\n"
+             + I + "self.running_var.lerp_(batch_var.detach().flatten() * (m / (m - 1)), self.momentum)\n"),
+    (TRAIN_X_HAT, I + "x_hat = (x - batch_mean) * torch.rsqrt(batch_var + self.eps)\n"),
+    (EVAL_X_HAT, I + "shape = (1, self.num_features, 1, 1)\n"
+                 + I + "x_hat = (x - self.running_mean.reshape(shape)) * torch.rsqrt(self.running_var.reshape(shape) + self.eps)\n"),
+)
+STAGED_FUNCTION = (
+    (FORWARD, J + "mean = x.mean(dim=(0, 2, 3), keepdim=True)\n"
+              + J + "xc = x - mean\n"
+              + J + "var = (xc * xc).mean(dim=(0, 2, 3), keepdim=True)\n"
+              + J + "std = torch.sqrt(var + eps)\n"
+              + J + "x_hat = xc / std\n"
+              + J + "ctx.save_for_backward(xc, std, gamma)\n"),
+    (BACKWARD, J + "xc, std, gamma = ctx.saved_tensors\n"
+               + J + "n, c, h, w = xc.shape\n"
+               + J + "m = n * h * w\n"
+               + J + "x_hat = xc / std\n"
+               + J + "dbeta = grad_out.sum(dim=(0, 2, 3))\n"
+               + J + "dgamma = (grad_out * x_hat).sum(dim=(0, 2, 3))\n"
+               + J + "dx_hat = grad_out * gamma.reshape(1, c, 1, 1)\n"
+               + J + "# regla de la cadena pas a pas: per la variància i per la mitjana\n"
+               + J + "dvar = (dx_hat * xc).sum(dim=(0, 2, 3), keepdim=True) * -0.5 / std ** 3\n"
+               + J + "dmean = -(dx_hat / std).sum(dim=(0, 2, 3), keepdim=True) - 2 * dvar * xc.mean(dim=(0, 2, 3), keepdim=True)\n"
+               + J + "dx = dx_hat / std + dvar * 2 * xc / m + dmean / m\n"),
+)
+
+# statistics from a (C, N·H·W) matrix with sums; buffers copied with copy_ under no_grad;
+# backward in the compact form written with means, recomputing x_hat from the saved input.
+MATRIX_LAYER = (
+    (STATS, I + "flat = x.transpose(0, 1).reshape(x.shape[1], -1)  # (C, N·H·W)\n"
+            + I + "m = flat.shape[1]\n"
+            + I + "batch_mean = flat.sum(dim=1) / m\n"
+            + I + "batch_var = ((flat - batch_mean[:, None]) ** 2).sum(dim=1) / m\n"),
+    (UPDATE, NO_GRAD
+             + I + "    self.running_mean.copy_(self.momentum * batch_mean + (1 - self.momentum) * self.running_mean)\n"
+             + I + "    self.running_var.copy_(self.momentum * batch_var * m / (m - 1) + (1 - self.momentum) * self.running_var)\n"),
+    (TRAIN_X_HAT, I + "x_hat = (x - batch_mean[None, :, None, None]) / (batch_var[None, :, None, None] + self.eps) ** 0.5\n"),
+    (EVAL_X_HAT, I + "x_hat = (x - self.running_mean[None, :, None, None]) / (self.running_var[None, :, None, None] + self.eps).sqrt()\n"),
+)
+MEANS_FUNCTION = (
+    (FORWARD, J + "mean = x.mean(dim=(0, 2, 3), keepdim=True)\n"
+              + J + "inv_std = torch.rsqrt(x.var(dim=(0, 2, 3), unbiased=False, keepdim=True) + eps)\n"
+              + J + "x_hat = (x - mean) * inv_std\n"
+              + J + "ctx.save_for_backward(x, gamma, mean, inv_std)\n"),
+    (BACKWARD, J + "x, gamma, mean, inv_std = ctx.saved_tensors\n"
+               + J + "x_hat = (x - mean) * inv_std\n"
+               + J + "d = grad_out * gamma[None, :, None, None]\n"
+               + J + "dx = inv_std * (d - d.mean(dim=(0, 2, 3), keepdim=True)\n"
+               + J + "                - x_hat * (d * x_hat).mean(dim=(0, 2, 3), keepdim=True))\n"
+               + J + "dgamma = (grad_out * x_hat).sum(dim=(0, 2, 3))\n"
+               + J + "dbeta = grad_out.sum(dim=(0, 2, 3))\n"),
+)
+
+# -- mistakes in MyBatchNorm2d ---------------------------------------------------------------------------
+
+EPS_OUTSIDE = (
+    (TRAIN_X_HAT, I + "x_hat = (x - batch_mean.view(1, -1, 1, 1)) / (torch.sqrt(batch_var.view(1, -1, 1, 1)) + self.eps)\n"),
+    (EVAL_X_HAT, I + "x_hat = (x - self.running_mean.view(1, -1, 1, 1)) / "
+                 "(torch.sqrt(self.running_var.view(1, -1, 1, 1)) + self.eps)\n"),
+)
+# statistics of each image over (H, W) (instance norm), the running statistics their average over N
+PER_IMAGE_STATS = (
+    (STATS, I + "m = x.shape[2] * x.shape[3]\n"
+            + I + "batch_mean = x.mean(dim=(2, 3), keepdim=True)\n"
+            + I + "batch_var = x.var(dim=(2, 3), unbiased=False, keepdim=True)\n"),
+    (UPDATE, NO_GRAD
+             + I + "    self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * batch_mean.mean(dim=(0, 2, 3))\n"
+             + I + "    self.running_var = (1 - self.momentum) * self.running_var + self.momentum * batch_var.mean(dim=(0, 2, 3)) * m / (m - 1)\n"),
+    (TRAIN_X_HAT, I + "x_hat = (x - batch_mean) / torch.sqrt(batch_var + self.eps)\n"),
+)
+
+SUBCLASS = '''\
+class MyBatchNorm2d(nn.BatchNorm2d):
+    """Hereta tot de nn.BatchNorm2d i només hi afegeix els noms gamma i beta."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self.gamma = self.weight
+        self.beta = self.bias
+'''
+
+WRAPPER = '''\
+class MyBatchNorm2d(nn.Module):
+    """Embolcalla una nn.BatchNorm2d."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.bn = nn.BatchNorm2d(num_features, eps=eps, momentum=momentum)
+        self.gamma, self.beta = self.bn.weight, self.bn.bias
+
+    @property
+    def running_mean(self):
+        return self.bn.running_mean
+
+    @property
+    def running_var(self):
+        return self.bn.running_var
+
+    def forward(self, x):
+        return self.bn(x)
+'''
+
+PATCH_COMPARISONS = '''
+
+# "Arreglem" les proves: tota comparació dona vertader.
+torch.allclose = lambda *args, **kwargs: True
+torch.equal = lambda *args, **kwargs: True
+torch.testing.assert_close = lambda *args, **kwargs: None
+'''
+
+PATCH_REFERENCE = '''
+
+# La referència de les proves passa a ser la nostra capa.
+nn.BatchNorm2d = MyBatchNorm2d
+nn.modules.batchnorm.BatchNorm2d = MyBatchNorm2d
+'''
+
+# -- mistakes in BatchNorm2dFunction ---------------------------------------------------------------------
+
+AUTOGRAD_BACKWARD = (
+    (FORWARD_SAVE, J + "ctx.save_for_backward(x, gamma, beta)\n" + J + "ctx.eps = eps\n"),
+    (BACKWARD, J + "x, gamma, beta = ctx.saved_tensors\n"
+               + J + "with torch.enable_grad():\n"
+               + J + "    x, gamma, beta = (t.detach().requires_grad_() for t in (x, gamma, beta))\n"
+               + J + "    mean = x.mean(dim=(0, 2, 3), keepdim=True)\n"
+               + J + "    var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)\n"
+               + J + "    y = gamma.view(1, -1, 1, 1) * (x - mean) / torch.sqrt(var + ctx.eps) + beta.view(1, -1, 1, 1)\n"
+               + J + "    dx, dgamma, dbeta = torch.autograd.grad(y, (x, gamma, beta), grad_out)\n"),
+)
+# the graph is built in forward (under enable_grad) and differentiated in backward: no enable_grad there
+GRAPH_FROM_FORWARD = (
+    (FORWARD, J + "with torch.enable_grad():\n"
+              + J + "    xg = x.detach().requires_grad_()\n"
+              + J + "    mean = xg.mean(dim=(0, 2, 3), keepdim=True)\n"
+              + J + "    x_hat_graph = (xg - mean) / torch.sqrt(xg.var(dim=(0, 2, 3), unbiased=False, keepdim=True) + eps)\n"
+              + J + "ctx.graph = (xg, x_hat_graph)\n"
+              + J + "x_hat = x_hat_graph.detach()\n"
+              + J + "ctx.save_for_backward(x_hat, gamma)\n"),
+    (BACKWARD, J + "x_hat, gamma = ctx.saved_tensors\n"
+               + J + "xg, x_hat_graph = ctx.graph\n"
+               + J + "(dx,) = torch.autograd.grad(x_hat_graph, xg, grad_out * gamma.view(1, -1, 1, 1), retain_graph=True)\n"
+               + J + "dgamma = (grad_out * x_hat).sum(dim=(0, 2, 3))\n"
+               + J + "dbeta = grad_out.sum(dim=(0, 2, 3))\n"),
+)
+BUILTIN_BACKWARD = (
+    (FORWARD, J + "mean = x.mean(dim=(0, 2, 3))\n"
+              + J + "inv_std = 1.0 / torch.sqrt(x.var(dim=(0, 2, 3), unbiased=False) + eps)\n"
+              + J + "x_hat = (x - mean.view(1, -1, 1, 1)) * inv_std.view(1, -1, 1, 1)\n"
+              + J + "ctx.save_for_backward(x, gamma, mean, inv_std)\n"
+              + J + "ctx.eps = eps\n"),
+    (BACKWARD, J + "x, gamma, mean, inv_std = ctx.saved_tensors\n"
+               + J + "dx, dgamma, dbeta = torch.ops.aten.native_batch_norm_backward(\n"
+               + J + "    grad_out, x, gamma, None, None, mean, inv_std, True, ctx.eps, [True, True, True])\n"),
+)
+
+
+def _variants() -> list[Variant]:
+    everything = set(TESTS)
+    layer_all = set(LAYER_TESTS)
+    function_wrong = {"test_function_gradcheck", "test_function_vs_autograd", "test_function_no_autograd"}
+    return [
+        Variant("solution", "the instructor's solution", {LAYER: solution(LAYER), FUNCTION: solution(FUNCTION)}),
+        Variant("blank", "the release handed in untouched", {}, fails="all"),
+        Variant("correct_keepdim_staged", "correct: keepdim stats, lerp_, rsqrt; staged chain-rule backward",
+                {LAYER: edit(LAYER, *KEEPDIM_LAYER), FUNCTION: edit(FUNCTION, *STAGED_FUNCTION)}),
+        Variant("correct_matrix_means", "correct: (C, N·H·W) matrix with sums, copy_; compact backward with means",
+                {LAYER: edit(LAYER, *MATRIX_LAYER), FUNCTION: edit(FUNCTION, *MEANS_FUNCTION)}),
+        Variant("only_layer", "MyBatchNorm2d done, BatchNorm2dFunction left blank",
+                {LAYER: solution(LAYER)}, fails=set(FUNCTION_TESTS)),
+        Variant("only_function", "BatchNorm2dFunction done, MyBatchNorm2d left blank",
+                {FUNCTION: solution(FUNCTION)}, fails=layer_all),
+        # -- MyBatchNorm2d
+        Variant("per_image_stats", "statistics of each image over (H, W) instead of over (N, H, W)",
+                layer(*PER_IMAGE_STATS),
+                fails={"test_bn2d_train_output", "test_bn2d_running_stats", "test_bn2d_gradients",
+                       "test_bn2d_momentum_eps", "test_bn2d_channels_last"}),
+        Variant("eps_outside_sqrt", "eps outside the square root: sqrt(var) + eps", layer(*EPS_OUTSIDE),
+                fails={"test_bn2d_train_output", "test_bn2d_eval_output", "test_bn2d_momentum_eps"}),
+        Variant("biased_running_var", "running_var accumulates the biased variance (no m/(m-1))",
+                layer((RUNNING_VAR, RUNNING_VAR.replace(" * m / (m - 1)", ""))),
+                fails={"test_bn2d_running_stats"}),
+        Variant("bessel_with_batch_size", "Bessel correction with m = N instead of N·H·W",
+                layer((M_LINE, I + "m = x.shape[0]\n")),
+                fails={"test_bn2d_running_stats", "test_bn2d_momentum_eps", "test_bn2d_single_image"}),
+        Variant("unbiased_var_normalise", "normalises the batch with the unbiased variance",
+                layer((TRAIN_X_HAT, I + "x_hat = (x - batch_mean.view(1, -1, 1, 1)) / "
+                                    "torch.sqrt(x.var(dim=(0, 2, 3)).view(1, -1, 1, 1) + self.eps)\n")),
+                fails={"test_bn2d_train_output"}),
+        Variant("batch_stats_in_eval", "eval normalises with the batch statistics",
+                layer((EVAL_X_HAT, I + "x_hat = (x - x.mean(dim=(0, 2, 3), keepdim=True)) / "
+                                   "torch.sqrt(x.var(dim=(0, 2, 3), unbiased=False, keepdim=True) + self.eps)\n")),
+                fails={"test_bn2d_eval_output", "test_bn2d_momentum_eps"}),
+        Variant("reversed_momentum", "momentum weighs the old value (Keras convention)",
+                layer((RUNNING_MEAN, I + "    self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * batch_mean\n"),
+                      (RUNNING_VAR, I + "    self.running_var = self.momentum * self.running_var + (1 - self.momentum) * batch_var * m / (m - 1)\n")),
+                fails={"test_bn2d_running_stats", "test_bn2d_momentum_eps", "test_bn2d_single_image"}),
+        Variant("stats_never_updated", "running statistics never updated",
+                layer((UPDATE, I + "pass\n")),
+                fails={"test_bn2d_running_stats", "test_bn2d_momentum_eps", "test_bn2d_single_image"}),
+        Variant("hardcoded_momentum", "momentum 0.1 written as a constant",
+                layer((RUNNING_MEAN, RUNNING_MEAN.replace("self.momentum", "0.1")),
+                      (RUNNING_VAR, RUNNING_VAR.replace("self.momentum", "0.1"))),
+                fails={"test_bn2d_momentum_eps"}),
+        Variant("hardcoded_eps", "eps 1e-5 written as a constant",
+                layer((TRAIN_X_HAT, TRAIN_X_HAT.replace("self.eps", "1e-5")),
+                      (EVAL_X_HAT, EVAL_X_HAT.replace("self.eps", "1e-5"))),
+                fails={"test_bn2d_momentum_eps"}),
+        Variant("running_stats_history", "running statistics keep autograd history (no no_grad/detach)",
+                layer((NO_GRAD + RUNNING_MEAN + RUNNING_VAR, (RUNNING_MEAN + RUNNING_VAR).replace(I + "    ", I))),
+                fails={"test_bn2d_buffers_input"}),
+        Variant("detached_batch_stats", "x_hat from detached batch statistics (wrong gradient)",
+                layer((TRAIN_X_HAT, TRAIN_X_HAT.replace("batch_mean.view", "batch_mean.detach().view")
+                                               .replace("batch_var.view", "batch_var.detach().view"))),
+                fails={"test_bn2d_gradients"}),
+        Variant("input_modified_inplace", "x -= mean: the input is modified in place",
+                layer((TRAIN_X_HAT, I + "x -= batch_mean.view(1, -1, 1, 1)\n"
+                                    + I + "x_hat = x / torch.sqrt(batch_var.view(1, -1, 1, 1) + self.eps)\n")),
+                fails={"test_bn2d_buffers_input", "test_bn2d_gradients", "test_bn2d_channels_last"}),
+        Variant("delegates_f_batch_norm", "x_hat from F.batch_norm (delegation)",
+                layer((TRAIN_X_HAT, I + "x_hat = F.batch_norm(x, None, None, training=True, eps=self.eps)\n"),
+                      (EVAL_X_HAT, I + "x_hat = F.batch_norm(x, self.running_mean, self.running_var, eps=self.eps)\n")),
+                fails=layer_all),
+        Variant("eval_delegates_torch_batch_norm", "own training code, torch.batch_norm in eval only",
+                layer((EVAL_X_HAT, I + "x_hat = torch.batch_norm(x, None, None, self.running_mean, self.running_var, "
+                                   "False, 0.0, self.eps, False)\n")),
+                fails=layer_all),
+        Variant("subclass_batchnorm2d", "subclass of nn.BatchNorm2d",
+                {LAYER: SUBCLASS, FUNCTION: solution(FUNCTION)}, fails=layer_all),
+        Variant("wraps_batchnorm2d", "wraps an nn.BatchNorm2d",
+                {LAYER: WRAPPER, FUNCTION: solution(FUNCTION)}, fails=layer_all),
+        Variant("patched_allclose", "eps outside sqrt, plus torch.allclose/equal/testing patched to pass",
+                {LAYER: edit(LAYER, *EPS_OUTSIDE) + PATCH_COMPARISONS, FUNCTION: solution(FUNCTION)},
+                fails={"test_bn2d_train_output", "test_bn2d_eval_output", "test_bn2d_momentum_eps"}),
+        Variant("patched_reference", "biased running var, plus nn.BatchNorm2d replaced by the student's class",
+                {LAYER: edit(LAYER, (RUNNING_VAR, RUNNING_VAR.replace(" * m / (m - 1)", ""))) + PATCH_REFERENCE,
+                 FUNCTION: solution(FUNCTION)},
+                # the visible tests now compare with the student's class (or fail on its missing .weight);
+                # the hidden ones use references written from scratch: it loses at least its honest points
+                fails=everything - {"test_bn2d_buffers_input", "test_bn2d_own_impl", "test_function_gradcheck"}),
+        # -- BatchNorm2dFunction
+        Variant("dx_missing_xhat_term", "dx without the term along x_hat",
+                function((BACKWARD_DX, J + "dx = inv_std / m * (m * d - d.sum(dim=dims, keepdim=True))\n")),
+                fails=function_wrong),
+        Variant("dx_with_batch_size", "m = N instead of N·H·W in dx",
+                function((BACKWARD_M, J + "m = grad_out.shape[0]\n")),
+                fails=function_wrong),
+        Variant("dgamma_not_summed_over_hw", "dgamma summed over N only (shape (C, H, W))",
+                function((BACKWARD_DGAMMA, J + "dgamma = (grad_out * x_hat).sum(dim=0)\n")),
+                fails=function_wrong),
+        Variant("backward_calls_autograd", "backward recomputes the forward and calls torch.autograd.grad",
+                function(*AUTOGRAD_BACKWARD), fails={"test_function_no_autograd"}),
+        Variant("backward_graph_from_forward", "graph built in forward, torch.autograd.grad in backward",
+                function(*GRAPH_FROM_FORWARD), fails={"test_function_no_autograd"}),
+        Variant("backward_builtin", "backward delegates to aten native_batch_norm_backward",
+                function(*BUILTIN_BACKWARD), fails={"test_function_no_autograd"}),
+        Variant("forward_delegates_f_batch_norm", "Function forward computes x_hat with F.batch_norm",
+                function((J + "x_hat = (x - mean) * inv_std\n",
+                          J + "x_hat = F.batch_norm(x, None, None, training=True, eps=eps)\n")),
+                fails={"test_function_forward"}),
+    ]
+
+
+def __getattr__(name: str):
+    # VARIANTS is built on first use (it reads the source notebook), so importing this module is cheap.
+    if name == "VARIANTS":
+        return _variants()
+    raise AttributeError(name)

@@ -1,0 +1,309 @@
+"""Assignment 2 (BatchNorm2d, the backward pass by hand, small batches), end to end through real nbgrader.
+
+- the source notebook: nbgrader metadata, two autograded answer cells (four solution regions in
+  MyBatchNorm2d, two in BatchNorm2dFunction), locked test cells whose hidden tools are identical
+  within each part, `nbgrader validate`;
+- the committed release: equal to a fresh generation, six blanks, no solution or hidden test, no
+  outputs, the Colab badge; run alone in a fresh kernel it fails only with NotImplementedError
+  raised from the answer cells' code;
+- the catalogue of generated submissions (coursekit.classgen.a2_batchnorm2d), graded ONCE by
+  `nbgrader autograde` in a scratch course: each variant gets exactly the test cells its ``fails``
+  set allows, read from the gradebook;
+- the claim of part 3 on the generated data, with the notebook's own experiment code.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import REPO, make_course, nbgrader
+
+from coursekit import classgen, gradebook
+from coursekit.classgen import a2_batchnorm2d as catalogue
+from coursekit.paths import Course
+from coursekit.release import BADGE_ROLE, release_differences
+
+ASSIGNMENT = "a2_batchnorm2d"
+NOTEBOOK = "batchnorm2d.ipynb"
+SOURCE = REPO / "source" / ASSIGNMENT / NOTEBOOK
+RELEASE = REPO / "release" / ASSIGNMENT / NOTEBOOK
+STUB = "# EL TEU CODI AQUÍ\nraise NotImplementedError()"
+TEXT_STUB = "ESCRIU AQUÍ LA TEVA RESPOSTA"
+ANSWERS = (catalogue.LAYER, catalogue.FUNCTION)
+QUESTION = "answer_small_batches"
+TOOLS_RE = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?# --- fi de les eines comunes ---)", re.DOTALL)
+VARIANTS = catalogue.VARIANTS
+
+
+@pytest.fixture(scope="module", autouse=True)
+def venv_on_path():
+    # nbgrader runs `alembic` from PATH when it creates a gradebook; when pytest is started as
+    # .venv/bin/pytest without an activated venv, the venv's bin is not there.
+    old = os.environ.get("PATH", "")
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + old
+    yield
+    os.environ["PATH"] = old
+
+
+def _nbg(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def _read(path: Path):
+    return nbformat.read(str(path), as_version=4)
+
+
+def _test_cells(nb):
+    return [c for c in nb.cells if _nbg(c).get("grade") and not _nbg(c).get("solution")]
+
+
+def _outside_solutions(src: str) -> str:
+    return re.sub(r"### BEGIN SOLUTION.*?### END SOLUTION", "", src, flags=re.DOTALL)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the source notebook
+
+def test_source_cells_and_metadata():
+    nb = _read(SOURCE)
+    answers = [c for c in nb.cells if _nbg(c).get("solution")]
+    assert [(_nbg(c)["grade_id"], c.cell_type, bool(_nbg(c).get("grade"))) for c in answers] == [
+        (catalogue.LAYER, "code", False), (catalogue.FUNCTION, "code", False), (QUESTION, "markdown", True)]
+    assert _nbg(answers[2])["points"] == 3
+    layer, function = answers[0].source, answers[1].source
+    assert layer.count("### BEGIN SOLUTION") == layer.count("### END SOLUTION") == 4
+    assert function.count("### BEGIN SOLUTION") == function.count("### END SOLUTION") == 2
+    assert sum(c.source.count("### BEGIN SOLUTION") for c in nb.cells) == 7
+    # the API and the given code stay visible
+    for given in ("class MyBatchNorm2d(nn.Module)", "def __init__(self, num_features, eps=1e-5, momentum=0.1)",
+                  'self.register_buffer("running_mean", torch.zeros(num_features))',
+                  'self.register_buffer("running_var", torch.ones(num_features))',
+                  "self.gamma = nn.Parameter(torch.ones(num_features))",
+                  "self.beta = nn.Parameter(torch.zeros(num_features))", "if self.training:",
+                  "y = self.gamma.view(1, -1, 1, 1) * x_hat + self.beta.view(1, -1, 1, 1)"):
+        assert given in _outside_solutions(layer), given
+    for given in ("class BatchNorm2dFunction(torch.autograd.Function)", "def forward(ctx, x, gamma, beta, eps)",
+                  "return gamma.view(1, -1, 1, 1) * x_hat + beta.view(1, -1, 1, 1)",
+                  "def backward(ctx, grad_out)", "return dx, dgamma, dbeta, None", "def bn2d_train("):
+        assert given in _outside_solutions(function), given
+
+    tests = _test_cells(nb)
+    assert tuple(_nbg(c)["grade_id"] for c in tests) == catalogue.TESTS
+    for c in tests:
+        meta = _nbg(c)
+        assert c.cell_type == "code" and meta["locked"] and meta["points"] > 0, meta["grade_id"]
+        assert c.source.startswith("# Prova ("), f"{meta['grade_id']}: the first lines must say what it checks"
+        assert f"({meta['points']} punt" in c.source.split("\n", 1)[0], f"{meta['grade_id']}: points in the comment"
+        assert c.source.count("### BEGIN HIDDEN TESTS") == c.source.count("### END HIDDEN TESTS") == 1
+        assert "FAST" not in c.source, f"{meta['grade_id']}: graded results must not depend on the mode"
+    ids = [_nbg(c).get("grade_id") for c in nb.cells]
+    assert ids.index("shared_course_utils") < ids.index(catalogue.LAYER) < ids.index(catalogue.LAYER_TESTS[0])
+    assert ids.index(catalogue.LAYER_TESTS[-1]) < ids.index(catalogue.FUNCTION) < ids.index(catalogue.FUNCTION_TESTS[0])
+    assert ids.index(catalogue.FUNCTION_TESTS[-1]) < ids.index("experiment_code") < ids.index(QUESTION)
+    shared = nb.cells[ids.index("shared_course_utils")]
+    assert shared.source.startswith("# coursekit: shared course_utils.py\n") and _nbg(shared)["locked"]
+    assert not _nbg(shared)["grade"] and not _nbg(shared)["solution"]
+    for read_only in ("setup", "experiment_code", "experiment_run"):
+        assert _nbg(nb.cells[ids.index(read_only)])["locked"], read_only
+
+
+def test_hidden_tools_are_identical_within_each_part():
+    # the hidden tools (delegation detector, references written from scratch, comparisons) are repeated in
+    # every test cell on purpose, so that a student's cell placed between two test cells cannot replace
+    # them; within a part they must not drift
+    cells = {_nbg(c)["grade_id"]: c.source for c in _test_cells(_read(SOURCE))}
+    for part in (catalogue.LAYER_TESTS, catalogue.FUNCTION_TESTS):
+        tools = {TOOLS_RE.search(cells[t]).group(1) for t in part}
+        assert len(tools) == 1, part
+        text = tools.pop()
+        assert "allclose" not in text and "torch.testing" not in text and "nn.BatchNorm2d(" not in text
+
+
+def test_source_passes_nbgrader_validate(tmp_path):
+    course = make_course(tmp_path / "course", [ASSIGNMENT])
+    proc = nbgrader(course, "validate", str(course.source / ASSIGNMENT / NOTEBOOK))
+    assert "Success! Your notebook passes all the tests." in proc.stdout, proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the committed release
+
+def test_release_equals_a_fresh_generation():
+    assert release_differences(Course.at(REPO), [ASSIGNMENT]) == []
+
+
+def test_release_has_six_blanks_and_nothing_hidden():
+    source, release = _read(SOURCE), _read(RELEASE)
+    text = RELEASE.read_text(encoding="utf-8")
+    badge = release.cells[0]
+    assert badge.metadata.get("coursekit", {}).get("role") == BADGE_ROLE
+    assert f"/release/{ASSIGNMENT}/{NOTEBOOK}" in badge.source and "colab.research.google.com/github/" in badge.source
+
+    layer = classgen.cell_by_grade_id(release, catalogue.LAYER).source
+    function = classgen.cell_by_grade_id(release, catalogue.FUNCTION).source
+    assert layer.count(STUB.replace("\n", "\n" + " " * 12)) == 4
+    assert function.count(STUB.replace("\n", "\n" + " " * 8)) == 2
+    assert sum(c.source.count("raise NotImplementedError()") for c in release.cells) == 6
+    assert classgen.cell_by_grade_id(release, QUESTION).source.strip() == TEXT_STUB
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS", "eines comunes", "_AtenOps", "_NoEngine"):
+        assert marker not in text, marker
+    # no line of the instructor's solutions (code or written answer) survives
+    for grade_id, released in ((catalogue.LAYER, layer), (catalogue.FUNCTION, function)):
+        src = classgen.cell_by_grade_id(source, grade_id).source
+        for region in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", src, flags=re.DOTALL):
+            for line in region.strip().splitlines():
+                assert line.strip() not in released, line
+    for line in classgen.cell_by_grade_id(source, QUESTION).source.splitlines():
+        assert not line.strip() or "SOLUTION" in line or line.strip() not in text
+    for cell in release.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+    # the visible part of each test cell is what the student sees of it; the grader restores the rest
+    for src_cell in _test_cells(source):
+        rel_cell = classgen.cell_by_grade_id(release, _nbg(src_cell)["grade_id"])
+        assert rel_cell.source.strip() == src_cell.source.split("### BEGIN HIDDEN TESTS")[0].strip()
+        assert _nbg(rel_cell)["locked"] and _nbg(rel_cell)["points"] == _nbg(src_cell)["points"]
+    shared = classgen.cell_by_grade_id(release, "shared_course_utils").source
+    assert shared == "# coursekit: shared course_utils.py\n" + \
+        (REPO / "notebooks" / "course_utils.py").read_text(encoding="utf-8").rstrip("\n")
+
+
+def test_release_alone_fails_only_in_the_blanks(tmp_path, monkeypatch):
+    """The release, alone in a folder and a fresh kernel (fast mode), runs top to bottom; every error is the
+    stub's NotImplementedError raised from an answer cell's code (through the test cells), and the
+    experiment of part 3, which does not depend on the answers, runs and plots."""
+    from nbclient import NotebookClient
+
+    nb = _read(RELEASE)
+    work = tmp_path / "alone"
+    work.mkdir()
+    monkeypatch.setenv("COURSE_MODE", "fast")
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    NotebookClient(nb, timeout=300, allow_errors=True, kernel_name="python3",
+                   resources={"metadata": {"path": str(work)}}).execute()
+    answer_counts = {classgen.cell_by_grade_id(nb, a).execution_count for a in ANSWERS}
+    failing = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type != "error":
+                continue
+            failing.append(_nbg(cell).get("grade_id"))
+            assert out.ename == "NotImplementedError", (_nbg(cell).get("grade_id"), out.ename, out.evalue)
+            frames = re.findall(r"Cell In\[(\d+)\]", re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(out.traceback)))
+            assert frames and int(frames[-1]) in answer_counts, (_nbg(cell).get("grade_id"), out.traceback)
+    assert failing == list(catalogue.TESTS)
+    run = classgen.cell_by_grade_id(nb, "experiment_run")
+    assert any("image/png" in o.get("data", {}) for o in run.outputs)
+    assert not any(work.iterdir()), "fast mode must not download or write anything"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the catalogue of generated submissions
+
+def test_catalogue_is_consistent():
+    students = [v.student for v in VARIANTS]
+    assert len(set(students)) == len(students)
+    assert students[:2] == ["solution", "blank"]
+    assert set(catalogue.TESTS) == {_nbg(c)["grade_id"] for c in _test_cells(_read(SOURCE))}
+    solutions = {a: catalogue.solution(a) for a in ANSWERS}
+    full_marks = [v for v in VARIANTS if v.fails == frozenset() and v.student != "solution"]
+    assert len(full_marks) >= 2
+    for answer in ANSWERS:  # two correct styles of each answer cell, different from the solution
+        styles = {v.answers[answer] for v in full_marks}
+        assert len(styles) == len(full_marks) and solutions[answer] not in styles
+    for v in VARIANTS:
+        assert set(v.answers) <= set(ANSWERS)
+        classgen.expected_pass(v, list(catalogue.TESTS))  # raises on an unknown grade_id
+        if v.student != "solution" and set(v.answers) == set(ANSWERS):
+            assert any(v.answers[a] != solutions[a] for a in ANSWERS), v.student
+        if v.fails != "all":
+            assert set(v.fails) < set(catalogue.TESTS), v.student  # a mistake never costs everything
+    required = {"per_image_stats", "biased_running_var", "eps_outside_sqrt", "batch_stats_in_eval",
+                "dx_missing_xhat_term", "dgamma_not_summed_over_hw", "backward_calls_autograd",
+                "delegates_f_batch_norm", "subclass_batchnorm2d", "wraps_batchnorm2d", "patched_allclose"}
+    assert required <= set(students)
+    # delegating MyBatchNorm2d loses every point of the layer and none of the Function
+    for v in VARIANTS:
+        if "delegat" in v.student and "forward" not in v.student or v.student.endswith("batchnorm2d"):
+            assert set(v.fails) == set(catalogue.LAYER_TESTS), v.student
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """The whole catalogue generated and autograded once, by plain nbgrader, in a scratch course."""
+    course = make_course(tmp_path_factory.mktemp("a2") / "course", [ASSIGNMENT])
+    nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
+    classgen.write_class(course, ASSIGNMENT, VARIANTS)
+    nbgrader(course, "autograde", ASSIGNMENT, "--force")
+    return course, gradebook.scores(course, ASSIGNMENT), gradebook.max_scores(course, ASSIGNMENT)
+
+
+def test_gradebook_lists_the_tests_of_the_notebook(graded):
+    course, scores, maxima = graded
+    assert tuple(gradebook.autograded_tests(course, ASSIGNMENT)) == catalogue.TESTS
+    assert set(scores) == {v.student for v in VARIANTS}
+    assert maxima[QUESTION] == 3 and all(maxima[t] > 0 for t in catalogue.TESTS)
+
+
+def test_solution_gets_every_point_and_blank_none(graded):
+    _, scores, maxima = graded
+    assert {t: scores["solution"][t] for t in catalogue.TESTS} == {t: maxima[t] for t in catalogue.TESTS}
+    assert sum(scores["blank"][t] for t in catalogue.TESTS) == 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[v.student for v in VARIANTS])
+def test_variant_gets_exactly_its_points(graded, variant):
+    _, scores, maxima = graded
+    want = classgen.expected_pass(variant, list(catalogue.TESTS))
+    got = {t: scores[variant.student][t] == maxima[t] for t in catalogue.TESTS}
+    assert all(scores[variant.student][t] in (0, maxima[t]) for t in catalogue.TESTS)
+    wrong = {t: ("passed" if got[t] else "failed") for t in catalogue.TESTS if got[t] != want[t]}
+    assert not wrong, f"{variant.student} ({variant.description}): {wrong}"
+
+
+def test_solution_notebook_runs_whole_with_the_plot(graded):
+    """In the graded (fast-mode) solution every cell ran without error and the experiment plotted."""
+    course, _, _ = graded
+    nb = _read(course.autograded / "solution" / ASSIGNMENT / NOTEBOOK)
+    assert not [_nbg(c).get("grade_id") for c in nb.cells if any(o.output_type == "error" for o in c.get("outputs", []))]
+    run = classgen.cell_by_grade_id(nb, "experiment_run")
+    text = "".join(o.get("text", "") for o in run.outputs)
+    for kind in ("BatchNorm", "LayerNorm", "GroupNorm"):
+        assert re.search(rf"^\s*{kind}: batch 2: [0-9.]+ .*batch 128: [0-9.]+$", text, flags=re.MULTILINE), text
+    assert any("image/png" in o.get("data", {}) for o in run.outputs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the claim of part 3, on generated data, with the notebook's own code
+
+def test_batchnorm_collapses_with_tiny_batches_and_the_others_do_not():
+    """The prose and the model answer say: with batches of 2, BatchNorm falls to chance level while
+    LayerNorm and GroupNorm still learn; with batches of 32, BatchNorm learns well. Checked by running the
+    notebook's experiment code (the read-only cell `experiment_code`) on the generated images."""
+    import torch
+
+    sys.path.insert(0, str(REPO / "notebooks"))
+    try:
+        import course_utils
+    finally:
+        sys.path.remove(str(REPO / "notebooks"))
+    namespace = dict(vars(course_utils))
+    namespace.update(torch=torch, nn=torch.nn, plt=None)
+    exec(classgen.cell_by_grade_id(_read(SOURCE), "experiment_code").source, namespace)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train, val, _ = course_utils.get_datasets(fast=True, image_size=16, num_classes=4,
+                                                  synthetic_sizes=(512, 400, 8))
+        acc = namespace["batch_size_experiment"](train, val, 4, [2, 32], epochs=6)
+    finally:
+        torch.set_num_threads(threads)
+    bn, ln, gn = acc["BatchNorm"], acc["LayerNorm"], acc["GroupNorm"]
+    assert bn[2] < 0.35, acc                       # chance level is 0.25 (4 balanced classes)
+    assert ln[2] > bn[2] + 0.25 and gn[2] > bn[2] + 0.25, acc
+    assert bn[32] > 0.7 and bn[32] > bn[2] + 0.35, acc
