@@ -77,7 +77,7 @@ def bench_class(course: Course, size: int) -> list[classgen.Variant]:
     out = []
     for k in range((size + len(base) - 1) // len(base)):
         out += [dataclasses.replace(v, student=f"{v.student}-{k:02d}") for v in base]
-    return out[:max(size, len(base))]
+    return out[:size]
 
 
 def make_courses(repo: Course, dest: Path, size: int) -> tuple[Course, Course, int]:
@@ -109,39 +109,73 @@ def compare(serial: Course, parallel: Course) -> dict:
     return {"identical": not differences and bool(a), "students": len(a), "differences": differences[:20]}
 
 
-PHASES = (  # (phase, log line that starts it)
-    ("nbgrader setup", re.compile(r"Creating/updating student")),
-    ("sanitize", re.compile(r"INFO Sanitizing ")),
-    ("kernel start", re.compile(r"Applying preprocessor: Execute$")),
-    ("execution", re.compile(r"Executing notebook with kernel")),
-    ("after execution", re.compile(r"Applying preprocessor: (?!Execute$)(?!ClearOutput)(?!Dedup)(?!Overwrite)"
-                                   r"(?!CheckCell)(?!Repair)\w+")),
-    ("write", re.compile(r"Setting destination file permissions")),
-)
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+TRUSTED = re.compile(r"trusted checks of .*: .*?([\d.]+) s")
+
+
+def _log_marks(log: Path) -> dict[str, float]:
+    marks: dict[str, float] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        m = STAMP.match(line)
+        if not m:
+            continue
+        t = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        if "Creating/updating student" in line:
+            marks.setdefault("start", t)
+        elif re.search(r"Applying preprocessor: \w*Execute$", line):
+            marks.setdefault("execute", t)
+        elif "Setting destination file permissions" in line:
+            marks["end"] = t
+        elif (found := TRUSTED.search(line)):
+            marks["trusted_s"] = float(found.group(1))
+        elif "sandbox: warm kernel start" in line:
+            marks["warm"] = 1.0
+    return marks
+
+
+def _cell_times(notebook: Path) -> tuple[float, float] | None:
+    """(first cell's execute_input, last cell's idle) recorded by nbclient in the autograded notebook."""
+    try:
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError):
+        return None
+    stamps = [c.get("metadata", {}).get("execution", {}) for c in cells]
+    stamps = [e for e in stamps if "iopub.execute_input" in e and "iopub.status.idle" in e]
+    if not stamps:
+        return None
+    iso = lambda s: dt.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()  # noqa: E731
+    return iso(stamps[0]["iopub.execute_input"]), iso(stamps[-1]["iopub.status.idle"])
 
 
 def profile(course: Course) -> dict[str, float]:
-    """Median seconds per phase of one submission, from the workers' per-submission logs."""
-    per_phase: dict[str, list[float]] = {name: [] for name, _ in PHASES[:-1]}
+    """Median seconds of each phase of one submission in a worker: nbgrader set-up and sanitize,
+    kernel start, cell execution, trusted checks, the rest (saving grades, writing). From the
+    per-submission logs and the execution times nbclient records in the autograded notebooks."""
+    phases: dict[str, list[float]] = {k: [] for k in
+                                      ("setup+sanitize", "kernel start", "execution", "trusted checks",
+                                       "after execution (other)", "total")}
+    warm: list[bool] = []
     for log in (course.state / "grading" / BENCH_ASSIGNMENT).glob("*.log"):
         if log.name.startswith("worker-"):
             continue
-        marks: dict[str, float] = {}
-        for line in log.read_text(errors="replace").splitlines():
-            m = STAMP.match(line)
-            if not m:
-                continue
-            t = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            for name, pattern in PHASES:
-                if name not in marks and pattern.search(line):
-                    marks[name] = t
-        names = [n for n, _ in PHASES]
-        for i, name in enumerate(names[:-1]):
-            nxt = next((marks[n] for n in names[i + 1:] if n in marks), None)
-            if name in marks and nxt is not None:
-                per_phase[name].append(nxt - marks[name])
-    return {k: round(statistics.median(v), 3) for k, v in per_phase.items() if v}
+        marks = _log_marks(log)
+        cells = None
+        for nb in (course.autograded / log.stem / BENCH_ASSIGNMENT).glob("*.ipynb"):
+            cells = _cell_times(nb)
+        if not cells or not {"start", "execute", "end"} <= set(marks):
+            continue
+        first, last = cells
+        trusted = marks.get("trusted_s", 0.0)
+        phases["setup+sanitize"].append(marks["execute"] - marks["start"])
+        phases["kernel start"].append(first - marks["execute"])
+        phases["execution"].append(last - first)
+        phases["trusted checks"].append(trusted)
+        phases["after execution (other)"].append(marks["end"] - last - trusted)
+        phases["total"].append(marks["end"] - marks["start"])
+        warm.append(bool(marks.get("warm")))
+    out: dict = {k: round(statistics.median(v), 2) for k, v in phases.items() if v}
+    out["warm kernels"] = f"{sum(warm)} of {len(warm)}"
+    return out
 
 
 def solution_times(repo: Course, work: Path) -> dict[str, dict]:
@@ -255,7 +289,8 @@ def print_table(r: dict) -> None:
         ("grades identical", f"{'yes' if r['grades']['identical'] else 'NO'} ({r['grades']['students']} students)"),
     ]
     for phase, secs in r.get("worker_phases_median_s", {}).items():
-        rows.append((f"  worker phase: {phase} (median)", f"{secs:.2f} s"))
+        rows.append((f"  per submission in a worker: {phase}",
+                     f"{secs:.2f} s (median)" if isinstance(secs, float) else str(secs)))
     for name, s in (r.get("solution_notebooks_one_core") or {}).items():
         target = f", target {s['target_s']:g} s" if s["target_s"] else ""
         status = f"ERROR {s['error']}" if s["error"] else ("ok" if s["meets_target"] else "over target")

@@ -31,6 +31,16 @@ file dead-lock ("database is locked").  So:
   transaction.  A submission lands in the course gradebook whole or not at all;
   manual scores there are never touched.
 
+Speed
+-----
+Besides running N submissions at once, a run removes per-submission start-up
+costs: nbgrader is imported and configured once per worker; when the course
+runs kernels in the sandbox, the sandbox's warm fork server (started once per
+run, ``coursekit.sandbox.forkserver``) hands out kernels that already imported
+ipykernel and torch; and each kernel gets ``cores // jobs`` math threads
+(``OMP_NUM_THREADS``, unless set) so that N kernels do not oversubscribe the
+cores, which makes small torch operations many times slower.
+
 Resuming
 --------
 A submission counts as graded (skipped unless ``--force``) when the course
@@ -46,9 +56,12 @@ Failures
 A submission that nbgrader cannot grade (a file that is not a notebook, a
 crashed worker, a submission that exceeds ``--timeout`` seconds in total) is
 recorded in the event log (``coursekit.events``: ``parse_error``,
-``grading_failed``, ``crashed``, ``timeout``) and listed at the end; the batch
+``grading_failed``, ``crashed``, ``timeout``; ``grading_started`` marks each
+attempt) and listed at the end; the batch
 goes on and the submission gets no grade (as under nbgrader), so the next run
-retries it.  Cells that nbgrader itself interrupted (``Execute.timeout``) are
+retries it.  ``--timeout`` bounds a whole submission: past it the worker gets
+SIGTERM (nbclient shuts the kernel and its sandbox down), then is killed and
+replaced.  Cells that nbgrader itself interrupted (``Execute.timeout``) are
 graded by nbgrader as usual and also recorded as ``timeout`` events.  Each
 submission's nbgrader log is kept in ``.coursekit/grading/<assignment>/``.
 """
@@ -75,6 +88,8 @@ from coursekit.paths import Course, CourseError
 
 # Default wall-clock limit of one submission (all its notebooks), seconds.
 DEFAULT_TIMEOUT = 600
+# Threads of each kernel's math libraries (see grade()).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Seconds a worker stopped for --timeout gets to shut its kernel down before it is killed.
 TERMINATE_GRACE = 10
 # Environment variable naming the warm kernel server's socket (coursekit.sandbox.manager).
@@ -247,7 +262,7 @@ def _worker_main(argv: list[str]) -> int:
         raise StopGrading("stopped by the coordinator (--timeout)")
 
     signal.signal(signal.SIGTERM, _stop)
-    app = AutogradeApp()
+    app = AutogradeApp.instance()  # as `nbgrader autograde` does: kernel managers log to it too
     app.initialize([f"--CourseDirectory.db_url=sqlite:///{opts['scratch']}",
                     f"--CourseDirectory.root={root}", "--log-level=INFO"] + opts.get("config", []))
     app.coursedir.assignment_id = opts["assignment"]
@@ -305,7 +320,7 @@ def _worker_main(argv: list[str]) -> int:
 
 def _log_filter(record) -> bool:
     """INFO and above, plus the DEBUG lines that time the phases (kernel messages stay out)."""
-    return record.levelno >= 20 or str(record.msg).startswith(("Applying preprocessor", "Executing notebook"))
+    return record.levelno >= 20 or str(record.msg).startswith(("Applying preprocessor", "sandbox:"))
 
 
 def _cell_timeouts(folder: Path) -> list[str]:
@@ -445,7 +460,11 @@ class Grader:
         dst.close()
 
     def _config_args(self) -> list[str]:
-        """Traitlets config for the workers' nbgrader (memory cap for the sandboxed kernel)."""
+        """Traitlets config for the workers' nbgrader on top of the course's.
+
+        The kernel is killed once the notebook has run (nbclient's default asks it
+        to shut down and waits, seconds per submission under load): its work is done
+        and the sandbox removes everything it started either way."""
         args = []
         if self.memory_mb:
             args.append(f"--SandboxKernelManager.memory_mb={int(self.memory_mb)}")
@@ -728,19 +747,34 @@ def _sandboxed_off() -> bool:
 
 def grade(course: Course, assignment: str, jobs: int | None = None, force: bool = False,
           timeout: float = DEFAULT_TIMEOUT, memory_mb: int | None = None,
-          students: list[str] | None = None, progress: bool = True, warm: bool = True) -> Summary:
+          students: list[str] | None = None, progress: bool = True, warm: bool = True,
+          threads: int | None = None) -> Summary:
     """Grade every (not yet graded) submission of ``assignment``; see the module docstring."""
     course.source_notebooks(assignment)  # clear error for an unknown assignment
     course_id, sandboxed = read_config(course)
     todo, done = plan(course, assignment, course_id, students, force)
     summary = Summary(skipped=done)
-    grader = Grader(course, assignment, jobs or os.cpu_count() or 1, timeout, memory_mb, course_id, progress)
-    grader.warm = WarmKernels(warm and sandboxed and bool(todo) and not _sandboxed_off())
+    jobs = max(1, jobs or len(os.sched_getaffinity(0)))
+    grader = Grader(course, assignment, jobs, timeout, memory_mb, course_id, progress)
+    saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
+    if not os.environ.get("OMP_NUM_THREADS"):
+        # N kernels at once, each with a thread per core, oversubscribe the cores and make small
+        # torch operations many times slower: give each kernel its share (workers and the warm
+        # server inherit this; the sandbox passes it to the kernels)
+        share = str(threads or max(1, len(os.sched_getaffinity(0)) // jobs))
+        os.environ.update({k: share for k in THREAD_VARIABLES})
+    # the warm server costs a few seconds of start-up: worth it once a worker grades twice
+    grader.warm = WarmKernels(warm and sandboxed and len(todo) > jobs and not _sandboxed_off())
     try:
         return grader.run(todo, summary)
     finally:
         grader.warm.close()
         summary.warm_server_s = grader.warm.startup_s
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def print_summary(summary: Summary, assignment: str, course: Course) -> None:
@@ -760,7 +794,7 @@ def print_summary(summary: Summary, assignment: str, course: Course) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("assignment")
-    parser.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--jobs", "-j", type=int, default=len(os.sched_getaffinity(0)),
                         help="submissions graded at the same time (default: the number of cores)")
     parser.add_argument("--force", action="store_true", help="grade again what is already graded")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
@@ -769,6 +803,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", type=int, default=None, metavar="MB",
                         help="memory cap of each submission's kernel, in MB (default: the sandbox's)")
     parser.add_argument("--students", nargs="+", default=None, help="grade only these students")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="math-library threads per kernel (default: cores // jobs, or $OMP_NUM_THREADS)")
     parser.add_argument("--cold", action="store_true",
                         help="no warm kernel server: every kernel imports torch itself (slower; for comparison)")
     parser.add_argument("--strict", action="store_true",
@@ -778,7 +814,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     course = Course.at(args.course)
     summary = grade(course, args.assignment, jobs=args.jobs, force=args.force, timeout=args.timeout,
-                    memory_mb=args.memory, students=args.students, warm=not args.cold)
+                    memory_mb=args.memory, students=args.students, warm=not args.cold,
+                    threads=args.threads)
     print_summary(summary, args.assignment, course)
     return 1 if (args.strict and summary.failed) else 0
 
