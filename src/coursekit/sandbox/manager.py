@@ -171,7 +171,9 @@ class SandboxProvisioner(LocalProvisioner):
                 state["mode"] = "warm"
                 return process
             except WarmUnavailable as e:
-                km.log.info("sandbox: warm start not possible (%s); starting cold", e)
+                # correct, but slow: say so (e.g. a worker whose OMP_NUM_THREADS
+                # differs from the server's)
+                km.log.warning("sandbox: warm start not possible (%s); starting this kernel cold", e)
         return await _blocking(_cold_start, spec, cmd)
 
     async def wait(self):
@@ -186,7 +188,7 @@ class SandboxProvisioner(LocalProvisioner):
         if not state:
             return
         await _blocking(_teardown, self.process, state, restart)
-        if state.get("log_tail"):
+        if state.get("log_tail") and not self.parent.shutting_down:
             self.log.warning("sandboxed kernel exited with status %s; its last words:\n%s",
                              state["exit"], state["log_tail"])
 
@@ -508,6 +510,13 @@ class SandboxKernelManager(_BoundedSockets, AsyncKernelManager):
     extra_ro_paths = List(Unicode(), config=True, help="more host paths the kernel may read (datasets, ...)")
     pass_env = List(Unicode(), config=True, help="more environment variables passed to the kernel")
     use_warm = Bool(True, config=True, help="use the warm fork server when one is running")
+
+    @default("shutdown_wait_time")
+    def _default_shutdown_wait_time(self):
+        # A sandbox is disposable: after the shutdown request give the kernel
+        # 0.5 s (torch makes a clean interpreter exit take seconds), then
+        # SIGTERM, then SIGKILL; everything in the sandbox dies with it.
+        return 1.0
 
     @default("transport")
     def _default_transport(self):
