@@ -258,6 +258,39 @@ def test_output_flood_is_cut_and_cpu_limit_kills_only_the_kernel(tmp_path):
     assert os.stat(workdir).st_uid == os.getuid()
 
 
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("mode", ["cold", "warm"])
+def test_timeout_interrupts_and_nothing_outlives_the_kernel(tmp_path, mode):
+    workdir = tmp_path / "autograded" / "eve" / "a1"
+    workdir.mkdir(parents=True)
+    marker = f"ck-daemon-{os.getpid()}-{mode}"
+    cells = [f"import subprocess\nsubprocess.Popen(['/bin/sh', '-c', 'sleep 600 # {marker}'], "
+             "start_new_session=True)",
+             "while True:\n    pass",  # interrupted by the cell timeout (SIGINT through the supervisor)
+             "print('after the interrupt')"]
+    from contextlib import nullcontext
+    with (warm_kernels(preload=()) if mode == "warm" else nullcontext()):
+        nb = NotebookClient(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]),
+                            timeout=4, interrupt_on_timeout=True, kernel_name="python3", allow_errors=True,
+                            kernel_manager_class=SandboxKernelManager, config=km_config(),
+                            resources={"metadata": {"path": str(workdir)}})
+        nb.execute()
+    out = nb.nb.cells
+    assert any(o.get("ename") == "KeyboardInterrupt" for o in out[1].outputs), out[1].outputs
+    assert "".join(o.get("text", "") for o in out[2].outputs) == "after the interrupt\n"
+    assert _processes_with(marker) == [], "un procés de l'entrega ha sobreviscut al kernel"
+
+
 def test_fails_closed_without_a_working_bwrap(tmp_path, monkeypatch):
     workdir = tmp_path / "autograded" / "eve" / "a1"
     workdir.mkdir(parents=True)
