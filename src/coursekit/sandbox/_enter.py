@@ -1,8 +1,8 @@
 """Enter the kernel sandbox: the one piece of code both start-up paths share.
 
 Standard library only, because it also runs as the cold launcher
-(``python -I -S _enter.py SPEC -- KERNEL_CMD...``) before anything else is
-imported.  What it does, for one kernel:
+(``python -I -S _enter.py SPEC STATUS_FD|- -- COMMAND...``) before anything
+else is imported.  What it does, for one kernel:
 
 1. ``bwrap`` (bubblewrap) builds the sandbox: new pid, network, ipc, uts
    (and cgroup) namespaces and a mount namespace whose root is an empty
@@ -13,11 +13,11 @@ imported.  What it does, for one kernel:
    keeps the namespaces alive.
 2. The caller (the *supervisor*, outside the sandbox) joins bwrap's pid
    namespace for its children and forks the kernel process, which joins the
-   other namespaces, leaves root (an unprivileged uid, inside a user namespace
-   of its own when the grader runs as root), drops every capability, sets
-   ``no_new_privs`` and its resource limits, and then either execs the kernel
-   command (cold path) or returns to the caller, which runs ipykernel in the
-   already-warm process (warm path, see ``forkserver``).
+   other namespaces, leaves root (a root grader's kernel becomes uid 65534
+   outside), enters a user namespace of its own where it is uid 65534, drops
+   every capability, sets ``no_new_privs`` and its resource limits, and then
+   either execs the kernel command (cold path) or runs ipykernel in the
+   already-warm process it was forked from (warm path, see ``forkserver``).
 3. The supervisor forwards signals to the kernel and, once the kernel is gone,
    kills bwrap: the pid namespace and anything a submission left running in
    it die with it.
@@ -185,6 +185,9 @@ def _children(pid: int) -> list[int]:
 class Holder:
     """A running bwrap sandbox, kept alive by its holder process."""
 
+    init_pid = 0  # the sandbox's pid 1 (bwrap), host numbering
+    init_pidfd = -1
+
     def __init__(self, spec: dict, privileged: bool):
         self.privileged = privileged
         argv = bwrap_argv(spec, privileged)
@@ -245,9 +248,6 @@ class Holder:
 
     def ns_fd(self, kind: str) -> int:
         return os.open(f"/proc/{self.holder_pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
-
-    init_pid = 0
-    init_pidfd = -1
 
     def kill(self) -> None:
         """Kill the sandbox and wait until every process in it is gone."""

@@ -131,6 +131,7 @@ class SandboxProvisioner(LocalProvisioner):
     """Launches the kernel inside the sandbox (cold or warm) and cleans up."""
 
     sandbox = None  # per-launch state: spec, ownership, pids
+    last_sandbox: dict = {}  # mode and start-up time of the previous kernel
 
     async def launch_kernel(self, cmd: list[str], **kwargs):
         km = self.parent
@@ -187,6 +188,7 @@ class SandboxProvisioner(LocalProvisioner):
         state, self.sandbox = self.sandbox, None
         if not state:
             return
+        self.last_sandbox = {"mode": state["mode"], "startup_ms": state.get("startup_ms")}
         await _blocking(_teardown, self.process, state, restart)
         if state.get("log_tail") and not self.parent.shutting_down:
             self.log.warning("sandboxed kernel exited with status %s; its last words:\n%s",
@@ -566,16 +568,19 @@ class SandboxKernelManager(_BoundedSockets, AsyncKernelManager):
 
     pre_start_kernel = _async_pre_start_kernel
 
+    def _sandbox_state(self) -> dict:
+        return (getattr(self.provisioner, "sandbox", None)
+                or getattr(self.provisioner, "last_sandbox", None) or {})
+
     @property
     def sandbox_mode(self) -> str | None:
-        """'warm' or 'cold' for the running kernel (None when unsandboxed)."""
-        state = getattr(self.provisioner, "sandbox", None)
-        return state and state["mode"]
+        """'warm' or 'cold' for the current (or last) kernel; None when unsandboxed."""
+        return self._sandbox_state().get("mode")
 
     @property
     def startup_ms(self) -> float | None:
-        state = getattr(self.provisioner, "sandbox", None)
-        return state and state.get("startup_ms")
+        """Milliseconds from launch request to the sandboxed kernel running."""
+        return self._sandbox_state().get("startup_ms")
 
 
 def build_spec(settings, workdir: str, cmd: list[str], env: dict, rundir: str | None) -> dict:
