@@ -28,9 +28,11 @@ from __future__ import annotations
 import ast
 import copy
 import difflib
+import functools
 import os
 import re
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +51,10 @@ FOREIGN_CELL_KEYS = ("colab", "id", "outputId", "executionInfo", "vscode", "cell
 STUB_NOTE = "[coursekit] enunciat original desactivat: la teva resposta és en una cel·la anterior"
 
 # nbgrader flags that define a cell's role; a cell whose flags differ from the release gets the release's.
-ROLE_KEYS = ("grade_id", "grade", "solution", "locked", "task", "points")
+ROLE_KEYS = ("grade_id", "grade", "solution", "locked", "task", "points", "schema_version")
 
 
+@functools.lru_cache(maxsize=4096)
 def _norm(text: str) -> str:
     """Source text compared modulo whitespace (Colab and editors reflow trailing spaces and blank lines)."""
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
@@ -68,13 +71,14 @@ def _grade_id(cell) -> str | None:
     return gid if isinstance(gid, str) and gid else None
 
 
-def defined_names(source: str) -> set[str]:
+@functools.lru_cache(maxsize=4096)
+def defined_names(source: str) -> frozenset[str]:
     """Top-level names a code cell defines (functions, classes, assigned variables)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         # half-written code: fall back to the def/class lines
-        return set(re.findall(r"^\s*(?:def|class)\s+([A-Za-z_]\w*)", source, re.MULTILINE))
+        return frozenset(re.findall(r"^\s*(?:def|class)\s+([A-Za-z_]\w*)", source, re.MULTILINE))
     names = set()
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -83,7 +87,7 @@ def defined_names(source: str) -> set[str]:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
                 names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
-    return names
+    return frozenset(names)
 
 
 @dataclass
@@ -113,13 +117,21 @@ class TemplateCell:
 
     @property
     def text(self) -> str:
-        return _norm(self.cell.get("source", ""))
+        if getattr(self, "_text", None) is None:
+            self._text = _norm(self.cell.get("source", ""))
+        return self._text
 
 
 def _has_work(source: str, template: TemplateCell) -> bool:
     """Whether an answer cell holds something other than the release stub."""
     text = _norm(source)
     return bool(text) and text != template.text
+
+
+@functools.lru_cache(maxsize=4096)
+def _tokens(text: str) -> tuple[Counter, list[str]]:
+    words = re.findall(r"\w+|[^\w\s]", text)
+    return Counter(words), words
 
 
 def similarity(t: TemplateCell, cell) -> float:
@@ -133,12 +145,18 @@ def similarity(t: TemplateCell, cell) -> float:
             if stub_names and stub_names <= defined_names(cell.get("source", "")):
                 return 0.9
         return 0.0
-    if not t.text and not source:
-        return 1.0 if t.cell.get("cell_type") == cell.get("cell_type") else 0.5
-    matcher = difflib.SequenceMatcher(None, t.text, source, autojunk=False)
-    if matcher.real_quick_ratio() < 0.5 or matcher.quick_ratio() < 0.5:
+    if source == t.text:
+        return 1.0 if t.text or t.cell.get("cell_type") == cell.get("cell_type") else 0.5
+    if not t.text or not source:
         return 0.0
-    return matcher.ratio()
+    if t.role != "test" and t.cell.get("cell_type") != cell.get("cell_type"):
+        return 0.0  # only test cells come back retyped
+    # word tokens: fine enough for an edited assert, cheap enough for long cells
+    (ca, a), (cb, b) = _tokens(t.text), _tokens(source)
+    common = sum((ca & cb).values())
+    if 2 * common < 0.5 * (len(a) + len(b)):
+        return 0.0
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
 def _align(template: list[TemplateCell], cells: list[tuple[int, dict]], threshold: float) -> list[tuple[TemplateCell, int, float]]:
@@ -271,6 +289,14 @@ def repair_notebook(nb, release, test_threshold: float = 0.6) -> list[str]:
         nb.metadata["kernelspec"] = copy.deepcopy(want_kernel)
 
     cells = nb.cells
+
+    # nbgrader metadata without a grade_id (an editor kept half of it) has no role, and nbgrader's
+    # metadata validator stops the whole class's run on it ("old version of the metadata format")
+    husks = [k for k, cell in enumerate(cells) if "nbgrader" in cell.get("metadata", {}) and not _grade_id(cell)]
+    for k in husks:
+        _drop_role(cells[k])
+    if husks:
+        actions.append(f"removed nbgrader metadata without a grade_id from cells {husks}")
 
     # 2. Duplicated grade_ids: keep the cell with the student's work, the others become plain cells.
     positions: dict[str, list[int]] = {}
