@@ -28,7 +28,8 @@ from traitlets.config import Config
 
 from coursekit import events
 from coursekit.classgen import Variant, write_class
-from coursekit.sandbox import SandboxError, SandboxKernelManager, warm_kernels, wrap_command
+from coursekit.sandbox import WARM_VARIABLE, SandboxError, SandboxKernelManager, wrap_command
+from coursekit.sandbox.forkserver import WarmServer
 from coursekit.sandbox.check import make_scratch_course
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -114,6 +115,7 @@ def run_cells(cells: list[str], workdir: Path, config: Config | None = None, tim
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                             kernel_manager_class=SandboxKernelManager, config=config or km_config(),
                             resources={"metadata": {"path": str(workdir)}})
+    client.on_notebook_start = lambda **kw: nb.metadata.update(sandbox_mode=client.km.sandbox_mode)
     client.execute()
     return nb
 
@@ -129,10 +131,18 @@ def result(cell) -> dict:
     return {"error": "no output"}
 
 
-def probe(tmp_path_factory, warm: bool) -> dict:
+@pytest.fixture(scope="module")
+def warm_server():
+    """One fork server for the module (light preload: the mechanism is what is tested)."""
+    server = WarmServer(preload=("numpy",))
+    yield server
+    server.close()
+
+
+def probe(tmp_path_factory, warm) -> dict:
     base = tmp_path_factory.mktemp("warm" if warm else "cold")
     paths = make_scratch_course(base)
-    host_tmp = Path("/tmp") / f"ck-host-visible-{os.getpid()}-{int(warm)}"
+    host_tmp = Path("/tmp") / f"ck-host-visible-{os.getpid()}-{int(bool(warm))}"
     host_tmp.write_text("grader's /tmp\n")
     import socket
     listener = socket.socket()
@@ -141,17 +151,17 @@ def probe(tmp_path_factory, warm: bool) -> dict:
     os.environ[SECRET] = "s3cret"
     cells = probe_cells(paths, os.getpid(), listener.getsockname()[1], str(host_tmp))
     cells["file_size"] %= TEST_LIMITS["file_size_mb"] * 2**20
+    if warm:
+        os.environ[WARM_VARIABLE] = warm.socket
     try:
-        if warm:
-            with warm_kernels(preload=("numpy",)):
-                nb = run_cells([HELPERS, *cells.values()], paths["workdir"])
-        else:
-            nb = run_cells([HELPERS, *cells.values()], paths["workdir"])
+        nb = run_cells([HELPERS, *cells.values()], paths["workdir"])
     finally:
         listener.close()
         host_tmp.unlink()
         os.environ.pop(SECRET, None)
+        os.environ.pop(WARM_VARIABLE, None)
     out = {k: result(c) for k, c in zip(cells, nb.cells[1:])}
+    assert nb.metadata["sandbox_mode"] == ("warm" if warm else "cold")
     out["_paths"] = paths
     out["_uid"] = os.stat(paths["workdir"]).st_uid
     return out
@@ -159,12 +169,12 @@ def probe(tmp_path_factory, warm: bool) -> dict:
 
 @pytest.fixture(scope="module")
 def cold(tmp_path_factory):
-    return probe(tmp_path_factory, warm=False)
+    return probe(tmp_path_factory, warm=None)
 
 
 @pytest.fixture(scope="module")
-def warm(tmp_path_factory):
-    return probe(tmp_path_factory, warm=True)
+def warm(tmp_path_factory, warm_server):
+    return probe(tmp_path_factory, warm=warm_server)
 
 
 @pytest.fixture(params=["cold", "warm"])
@@ -270,7 +280,7 @@ def _processes_with(marker: str) -> list[int]:
 
 
 @pytest.mark.parametrize("mode", ["cold", "warm"])
-def test_timeout_interrupts_and_nothing_outlives_the_kernel(tmp_path, mode):
+def test_timeout_interrupts_and_nothing_outlives_the_kernel(tmp_path, mode, request, monkeypatch):
     workdir = tmp_path / "autograded" / "eve" / "a1"
     workdir.mkdir(parents=True)
     marker = f"ck-daemon-{os.getpid()}-{mode}"
@@ -278,13 +288,16 @@ def test_timeout_interrupts_and_nothing_outlives_the_kernel(tmp_path, mode):
              "start_new_session=True)",
              "while True:\n    pass",  # interrupted by the cell timeout (SIGINT through the supervisor)
              "print('after the interrupt')"]
-    from contextlib import nullcontext
-    with (warm_kernels(preload=()) if mode == "warm" else nullcontext()):
-        nb = NotebookClient(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]),
-                            timeout=4, interrupt_on_timeout=True, kernel_name="python3", allow_errors=True,
-                            kernel_manager_class=SandboxKernelManager, config=km_config(),
-                            resources={"metadata": {"path": str(workdir)}})
-        nb.execute()
+    if mode == "warm":
+        monkeypatch.setenv(WARM_VARIABLE, request.getfixturevalue("warm_server").socket)
+    nb = NotebookClient(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]),
+                        timeout=4, interrupt_on_timeout=True, kernel_name="python3", allow_errors=True,
+                        kernel_manager_class=SandboxKernelManager, config=km_config(),
+                        resources={"metadata": {"path": str(workdir)}})
+    modes = []
+    nb.on_notebook_start = lambda **kw: modes.append(nb.km.sandbox_mode)
+    nb.execute()
+    assert modes == [mode]
     out = nb.nb.cells
     assert any(o.get("ename") == "KeyboardInterrupt" for o in out[1].outputs), out[1].outputs
     assert "".join(o.get("text", "") for o in out[2].outputs) == "after the interrupt\n"
