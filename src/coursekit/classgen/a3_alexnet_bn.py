@@ -1,0 +1,360 @@
+"""Generated submissions of assignment 3 (BatchNorm in AlexNet).
+
+Most variants start from the instructor's solution in ``source/`` (markers
+removed, :func:`coursekit.classgen.solution_source`) and change a few lines, so
+the catalogue follows the notebook when it is edited; an edit that no longer
+applies raises instead of silently producing the solution.  ``fails`` is what
+SHOULD happen pedagogically: the test cells whose skill the mistake breaks.
+Every other autograded test cell must pass.  To keep the autograde run short,
+a wrong variant may carry two independent mistakes in different answer cells.
+
+Answer cells: ``build_features`` (make_features), ``build_classifier``
+(make_classifier), ``build_alexnet``, ``train_one_epoch``, ``evaluate``; written
+answers ``answer_comparison``, ``answer_learning_rate``, ``answer_activations``,
+``answer_transfer`` (graded by hand, not by these tests).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from coursekit.classgen import Variant, solution_source
+from coursekit.paths import Course, CourseError
+
+ASSIGNMENT = "a3_alexnet_bn"
+CODE_ANSWERS = ("build_features", "build_classifier", "build_alexnet", "train_one_epoch", "evaluate")
+WRITTEN_ANSWERS = ("answer_comparison", "answer_learning_rate", "answer_activations", "answer_transfer")
+
+# Test cells (grade_id) of the notebook, in order.
+TESTS = ("test_features", "test_classifier", "test_alexnet_shape", "test_alexnet_freeze",
+         "test_train_one_epoch", "test_evaluate")
+
+
+def _course() -> Course:
+    """The course whose source/ the variants are built from: the repository this package lives in,
+    or else the current directory."""
+    here = Path(__file__).resolve().parents[3]
+    for root in (here, Path.cwd()):
+        if (root / "nbgrader_config.py").is_file() and (root / "source" / ASSIGNMENT).is_dir():
+            return Course(root)
+    raise CourseError(f"source/{ASSIGNMENT} not found (looked in {here} and {Path.cwd()}): "
+                      "run from the course root")
+
+
+@lru_cache(maxsize=None)
+def solution(grade_id: str) -> str:
+    return solution_source(_course(), ASSIGNMENT, grade_id)
+
+
+def edit(grade_id: str, *pairs: tuple[str, str]) -> str:
+    """The solution of one answer cell with each ``old`` replaced by ``new``; each ``old`` must occur once."""
+    src = solution(grade_id)
+    for old, new in pairs:
+        if src.count(old) != 1:
+            raise CourseError(f"classgen {ASSIGNMENT}: expected exactly one {old.strip()!r} in the solution of "
+                              f"{grade_id} (found {src.count(old)}); update src/coursekit/classgen/{ASSIGNMENT}.py")
+        src = src.replace(old, new)
+    return src
+
+
+WRITTEN = {
+    "answer_comparison": "Amb BN la xarxa arriba abans a l'exactitud de la base; el Dropout redueix la diferència "
+                         "entre entrenament i validació però alenteix l'aprenentatge.",
+    "answer_learning_rate": "Sense BN la taxa alta no aprèn (es queda a l'atzar); amb BN sí, perquè la normalització "
+                            "fa la sortida de cada capa independent de l'escala dels pesos.",
+    "answer_activations": "Sense BN l'escala canvia d'una capa a l'altra; amb BN totes queden centrades i semblants.",
+    "answer_transfer": "Només s'entrenen el classificador i les BN; les BN són noves i han d'aprendre gamma i beta.",
+}
+
+
+def full(**answers: str) -> dict[str, str]:
+    """Every answer cell filled: the solution, except the cells given here."""
+    out = {g: solution(g) for g in CODE_ANSWERS}
+    out.update(WRITTEN)
+    out.update(answers)
+    return out
+
+
+# -- correct implementations written differently ---------------------------------------------------------
+
+STYLE_A = dict(
+    build_features='''\
+def make_features(use_bn=False, width=1.0):
+    layers, in_ch = [], 3
+    for out_ch, k, s, p, pool in ALEXNET_CONVS:
+        out_ch = max(1, int(round(out_ch * width)))
+        block = [nn.Conv2d(in_ch, out_ch, k, s, p)]
+        block += [nn.BatchNorm2d(out_ch)] if use_bn else []
+        block += [nn.ReLU(inplace=True)]
+        block += [nn.MaxPool2d(3, 2)] if pool else []
+        layers += block
+        in_ch = out_ch
+    return nn.Sequential(*layers)
+''',
+    build_classifier='''\
+def make_classifier(in_features, hidden, num_classes, use_bn=False, use_dropout=False, p=0.5):
+    def block(n_in):
+        parts = [nn.Dropout(p=p)] if use_dropout else []
+        parts.append(nn.Linear(n_in, hidden))
+        if use_bn:
+            parts.append(nn.BatchNorm1d(hidden))
+        parts.append(nn.ReLU())
+        return parts
+
+    return nn.Sequential(*block(in_features), *block(hidden), nn.Linear(hidden, num_classes))
+''',
+    build_alexnet='''\
+def build_alexnet(num_classes=10, use_bn=False, use_dropout=False, pretrained=False, freeze_features=False,
+                  width=1.0, hidden=4096, pool=6):
+    if pretrained and width != 1.0:
+        raise ValueError("pretrained necessita width=1")
+    last_channels = max(1, round(ALEXNET_CONVS[-1][0] * width))
+    model = AlexNetBN(make_features(use_bn, width),
+                      make_classifier(last_channels * pool ** 2, hidden, num_classes, use_bn, use_dropout),
+                      pool=pool)
+    if pretrained:
+        model = load_pretrained_convs(model)
+    if freeze_features:
+        for layer in model.features.modules():
+            if isinstance(layer, nn.Conv2d):
+                layer.weight.requires_grad = False
+                layer.bias.requires_grad = False
+    return model
+''',
+    train_one_epoch='''\
+def train_one_epoch(model, loader, optimizer, criterion, device=DEVICE):
+    model.train()
+    sum_loss = torch.zeros(())
+    hits = n = 0
+    for inputs, targets in loader:
+        inputs, targets = inputs.to(device), targets.to(device)
+        outputs = model(inputs)
+        loss = criterion(outputs, targets)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sum_loss += loss.detach().cpu() * len(targets)
+        hits += outputs.argmax(1).eq(targets).sum().item()
+        n += len(targets)
+    return float(sum_loss) / n, hits / n
+''',
+    evaluate='''\
+def evaluate(model, loader, criterion, device=DEVICE):
+    model.eval()
+    losses, hits, n = [], 0, 0
+    with torch.inference_mode():
+        for inputs, targets in loader:
+            inputs, targets = inputs.to(device), targets.to(device)
+            outputs = model(inputs)
+            losses.append(criterion(outputs, targets).item() * targets.numel())
+            hits += int((outputs.argmax(dim=-1) == targets).sum())
+            n += targets.numel()
+    return sum(losses) / n, hits / n
+''',
+)
+
+STYLE_B = dict(
+    build_features='''\
+def make_features(use_bn=False, width=1.0):
+    seq = nn.Sequential()
+    channels = 3
+    for spec in ALEXNET_CONVS:
+        out_channels, kernel_size, stride, padding, has_pool = spec
+        out_channels = max(1, round(width * out_channels))
+        seq.append(nn.Conv2d(channels, out_channels, kernel_size=kernel_size, stride=stride, padding=padding))
+        if use_bn:
+            seq.append(nn.BatchNorm2d(num_features=out_channels))
+        seq.append(nn.ReLU(inplace=True))
+        if has_pool:
+            seq.append(nn.MaxPool2d(kernel_size=3, stride=2))
+        channels = out_channels
+    return seq
+''',
+    build_classifier='''\
+from collections import OrderedDict
+
+
+def make_classifier(in_features, hidden, num_classes, use_bn=False, use_dropout=False, p=0.5):
+    named = []
+    sizes = [in_features, hidden]
+    for i, size in enumerate(sizes, start=1):
+        if use_dropout:
+            named.append((f"drop{i}", nn.Dropout(p)))
+        named.append((f"fc{i}", nn.Linear(size, hidden)))
+        if use_bn:
+            named.append((f"bn{i}", nn.BatchNorm1d(hidden)))
+        named.append((f"relu{i}", nn.ReLU(inplace=True)))
+    named.append(("logits", nn.Linear(hidden, num_classes)))
+    return nn.Sequential(OrderedDict(named))
+''',
+    build_alexnet='''\
+def build_alexnet(num_classes=10, use_bn=False, use_dropout=False, pretrained=False, freeze_features=False,
+                  width=1.0, hidden=4096, pool=6):
+    if pretrained and width != 1:
+        raise ValueError("els pesos d'ImageNet són per a width=1")
+    features = make_features(use_bn=use_bn, width=width)
+    conv_channels = [m.out_channels for m in features.modules() if isinstance(m, nn.Conv2d)]
+    classifier = make_classifier(conv_channels[-1] * pool * pool, hidden, num_classes,
+                                 use_bn=use_bn, use_dropout=use_dropout)
+    model = AlexNetBN(features, classifier, pool)
+    if pretrained:
+        load_pretrained_convs(model)
+
+    def freeze(module):
+        if isinstance(module, nn.Conv2d):
+            module.requires_grad_(False)
+
+    if freeze_features:
+        model.features.apply(freeze)
+    return model
+''',
+    train_one_epoch='''\
+def train_one_epoch(model, loader, optimizer, criterion, device=DEVICE):
+    model.train()
+    running_loss = 0.0
+    correct = torch.tensor(0)
+    total = 0
+    for batch_idx, (x, y) in enumerate(loader):
+        x = x.to(device)
+        y = y.to(device)
+        model.zero_grad()
+        scores = model(x)
+        loss = criterion(scores, y)
+        loss.backward()
+        optimizer.step()
+        running_loss += loss.item() * x.size(0)
+        correct += (scores.argmax(1) == y).sum().cpu()
+        total += x.size(0)
+    return running_loss / total, correct.item() / total
+''',
+    evaluate='''\
+@torch.no_grad()
+def evaluate(model, loader, criterion, device=DEVICE):
+    was_training = model.training
+    model.eval()
+    running_loss, correct, total = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        scores = model(x)
+        running_loss += criterion(scores, y).item() * x.size(0)
+        correct += (scores.argmax(1) == y).sum().item()
+        total += x.size(0)
+    model.train(was_training)  # deixa el model com estava
+    return running_loss / total, correct / total
+''',
+)
+
+# -- mistakes (edits of the solution) ----------------------------------------------------------------------
+
+BN_AFTER_RELU = ("build_features", (
+    "        if use_bn:\n            layers.append(nn.BatchNorm2d(out_channels))\n"
+    "        layers.append(nn.ReLU(inplace=True))\n",
+    "        layers.append(nn.ReLU(inplace=True))\n"
+    "        if use_bn:\n            layers.append(nn.BatchNorm2d(out_channels))\n"))
+BN1D_AFTER_RELU = ("build_classifier", (
+    "        if use_bn:\n            layers.append(nn.BatchNorm1d(hidden))\n"
+    "        layers.append(nn.ReLU(inplace=True))\n",
+    "        layers.append(nn.ReLU(inplace=True))\n"
+    "        if use_bn:\n            layers.append(nn.BatchNorm1d(hidden))\n"))
+BN_ON_LOGITS = ("build_classifier", (
+    "    layers.append(nn.Linear(hidden, num_classes))\n",
+    "    layers.append(nn.Linear(hidden, num_classes))\n"
+    "    if use_bn:\n        layers.append(nn.BatchNorm1d(num_classes))\n"))
+SOFTMAX_HEAD = ("build_classifier", (
+    "    layers.append(nn.Linear(hidden, num_classes))\n",
+    "    layers.append(nn.Linear(hidden, num_classes))\n    layers.append(nn.Softmax(dim=1))\n"))
+NO_ZERO_GRAD = ("train_one_epoch", ("        optimizer.zero_grad()\n", ""))
+NO_TRAIN_MODE = ("train_one_epoch", ("    model.train()\n", ""))
+SOFTMAX_TRAIN = ("train_one_epoch", ("        loss = criterion(logits, y)\n",
+                                     "        loss = criterion(torch.softmax(logits, dim=1), y)\n"))
+SOFTMAX_EVAL = ("evaluate", ("            total_loss += criterion(logits, y).item() * y.size(0)\n",
+                             "            total_loss += criterion(torch.softmax(logits, dim=1), y).item() * y.size(0)\n"))
+NO_EVAL_MODE = ("evaluate", ("    model.eval()\n", ""))
+NO_NO_GRAD = ("evaluate", (
+    "    with torch.no_grad():\n"
+    "        for x, y in loader:\n"
+    "            x, y = x.to(device), y.to(device)\n"
+    "            logits = model(x)\n"
+    "            total_loss += criterion(logits, y).item() * y.size(0)\n"
+    "            correct += (logits.argmax(dim=1) == y).sum().item()\n"
+    "            seen += y.size(0)\n",
+    "    for x, y in loader:\n"
+    "        x, y = x.to(device), y.to(device)\n"
+    "        logits = model(x)\n"
+    "        total_loss += criterion(logits, y).item() * y.size(0)\n"
+    "        correct += (logits.argmax(dim=1) == y).sum().item()\n"
+    "        seen += y.size(0)\n"))
+MEAN_OF_BATCH_MEANS = ("evaluate", (
+    "            total_loss += criterion(logits, y).item() * y.size(0)\n",
+    "            total_loss += criterion(logits, y).item()\n"), (
+    "    return total_loss / seen, correct / seen\n",
+    "    return total_loss / len(loader), correct / seen\n"))
+PERCENT_ACCURACY = ("evaluate", ("    return total_loss / seen, correct / seen\n",
+                                 "    return total_loss / seen, 100 * correct / seen\n"))
+NOT_FROZEN = ("build_alexnet", ("    if freeze_features:\n", "    if False:  # freeze_features\n"))
+FREEZE_ALL_FEATURES = ("build_alexnet", (
+    "        for m in model.features:\n"
+    "            if isinstance(m, nn.Conv2d):\n"
+    "                for param in m.parameters():\n"
+    "                    param.requires_grad_(False)\n",
+    "        for param in model.features.parameters():\n"
+    "            param.requires_grad_(False)\n"))
+HARDCODED_IN_FEATURES = ("build_alexnet", (
+    "    classifier = make_classifier(channels * pool * pool,", "    classifier = make_classifier(256 * pool * pool,"))
+OWN_DOWNLOAD = ("build_alexnet", (
+    "        load_pretrained_convs(model)\n",
+    "        ref = torchvision.models.alexnet(weights=torchvision.models.AlexNet_Weights.IMAGENET1K_V1)\n"
+    "        convs = [m for m in model.features if isinstance(m, nn.Conv2d)]\n"
+    "        for mine, theirs in zip(convs, [m for m in ref.features if isinstance(m, nn.Conv2d)]):\n"
+    "            mine.load_state_dict(theirs.state_dict())\n"))
+INIT_AFTER_LOAD = ("build_alexnet", (
+    "    if freeze_features:\n", "    kaiming_init(model)  # inicialitzem la xarxa\n    if freeze_features:\n"))
+
+
+def mistakes(*changes) -> dict[str, str]:
+    """Answers with the given (grade_id, (old, new), ...) edits applied to the solution, cell by cell."""
+    by_cell: dict[str, list] = {}
+    for grade_id, *pairs in changes:
+        by_cell.setdefault(grade_id, []).extend(pairs)
+    return full(**{g: edit(g, *pairs) for g, pairs in by_cell.items()})
+
+
+def _variants() -> list[Variant]:
+    return [
+        Variant("solution", "the instructor's solution", full()),
+        Variant("blank", "the release handed in untouched", {}, fails="all"),
+        Variant("correct_style_a", "correct: block lists, in_features from ALEXNET_CONVS, zero_grad after step, "
+                "inference_mode", full(**STYLE_A)),
+        Variant("correct_style_b", "correct: Sequential.append, named layers (OrderedDict), apply() to freeze, "
+                "model.zero_grad(), @torch.no_grad() evaluate restoring the mode", full(**STYLE_B)),
+        Variant("only_builder", "the three builders done, the two loops left blank",
+                {g: solution(g) for g in CODE_ANSWERS[:3]}, fails={"test_train_one_epoch", "test_evaluate"}),
+        Variant("bn_after_relu_no_zero_grad", "BatchNorm2d after the ReLU; no optimizer.zero_grad()",
+                mistakes(BN_AFTER_RELU, NO_ZERO_GRAD), fails={"test_features", "test_train_one_epoch"}),
+        Variant("softmax_before_ce", "Softmax applied to the logits before CrossEntropyLoss (train and evaluate)",
+                mistakes(SOFTMAX_TRAIN, SOFTMAX_EVAL), fails={"test_train_one_epoch", "test_evaluate"}),
+        Variant("eval_in_train_mode_bn_on_logits", "evaluate without model.eval(); BatchNorm1d after the last Linear",
+                mistakes(NO_EVAL_MODE, BN_ON_LOGITS), fails={"test_evaluate", "test_classifier"}),
+        Variant("eval_with_grad_not_frozen", "evaluate without torch.no_grad(); freeze_features ignored",
+                mistakes(NO_NO_GRAD, NOT_FROZEN), fails={"test_evaluate", "test_alexnet_freeze"}),
+        Variant("freeze_bn_too_hardcoded_in_features", "freezes the new BatchNorm2d too; classifier input "
+                "hard-coded as 256*pool*pool (ignores width)", mistakes(FREEZE_ALL_FEATURES, HARDCODED_IN_FEATURES),
+                fails={"test_alexnet_freeze", "test_alexnet_shape"}),
+        Variant("batch_mean_loss_no_train_mode", "evaluate averages the batch means; train_one_epoch never calls "
+                "model.train()", mistakes(MEAN_OF_BATCH_MEANS, NO_TRAIN_MODE),
+                fails={"test_evaluate", "test_train_one_epoch"}),
+        Variant("bn1d_after_relu_percent", "BatchNorm1d after the ReLU in the head; accuracy in percent",
+                mistakes(BN1D_AFTER_RELU, PERCENT_ACCURACY), fails={"test_classifier", "test_evaluate"}),
+        Variant("softmax_head_init_after_load", "Softmax as the head's last layer; re-initialises the model after "
+                "loading the pretrained weights", mistakes(SOFTMAX_HEAD, INIT_AFTER_LOAD),
+                fails={"test_classifier", "test_alexnet_freeze"}),
+        Variant("own_download", "downloads the pretrained weights itself instead of load_pretrained_convs",
+                mistakes(OWN_DOWNLOAD), fails={"test_alexnet_freeze"}),
+    ]
+
+
+def __getattr__(name: str):
+    # VARIANTS is built on first use (it reads the source notebook), so importing this module is cheap.
+    if name == "VARIANTS":
+        return _variants()
+    raise AttributeError(name)
