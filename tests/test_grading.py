@@ -50,6 +50,14 @@ def auto_scores(course: Course) -> dict[str, dict[str, float | None]]:
                 for sub in gb.assignment_submissions(A)}
 
 
+def lateness(course: Course) -> dict[str, tuple]:
+    """{student: (submission timestamp, seconds late, late penalty of each notebook)}."""
+    with Gradebook(f"sqlite:///{course.gradebook}", "batchnorm-pytorch") as gb:
+        return {sub.student.id: (sub.timestamp, sub.total_seconds_late,
+                                 tuple(nb.late_submission_penalty for nb in sub.notebooks))
+                for sub in gb.assignment_submissions(A)}
+
+
 def _class(course: Course) -> list[classgen.Variant]:
     """Two real submissions (each costs a notebook run): full marks, and partial credit."""
     solution = classgen.solution_source(course, A, ANSWER)
@@ -67,6 +75,13 @@ def graded(tmp_path_factory):
     nbgrader(course, "generate_assignment", A, "--force")
     variants = _class(course)
     classgen.write_class(course, A, variants)
+    # nbgrader's late-submission rules apply unchanged: a due date, a late student, penalty "zero"
+    with (course.root / "nbgrader_config.py").open("a") as f:
+        f.write('\nc.LateSubmissionPlugin.penalty_method = "zero"\n')
+    with Gradebook(f"sqlite:///{course.gradebook}", "batchnorm-pytorch") as gb:
+        gb.update_or_create_assignment(A, duedate="2026-03-01 12:00:00 UTC")
+    for student, stamp in (("k_correct", "2026-03-01 11:00:00 UTC"), ("k_partial", "2026-03-02 12:00:00 UTC")):
+        (course.submitted / student / A / "timestamp.txt").write_text(stamp)
     broken = course.submitted / "k_broken" / A / "batchnorm1d.ipynb"
     broken.parent.mkdir(parents=True)
     broken.write_text((course.release / A / "batchnorm1d.ipynb").read_text()[:700])  # truncated JSON
@@ -98,6 +113,12 @@ def test_parallel_grades_equal_serial_nbgrader(graded):
         assert mine[student] == theirs[student], (
             f"{student}: notes diferents de les de nbgrader en sèrie\n  paral·lel: {mine[student]}\n"
             f"  sèrie:     {theirs[student]}")
+    # the same timestamps, lateness and late penalties as nbgrader's own
+    late_mine, late_theirs = lateness(graded["course"]), lateness(graded["twin"])
+    for student in mine:
+        assert late_mine[student] == late_theirs[student], (student, late_mine[student], late_theirs[student])
+    assert late_mine["k_partial"][1] == 86400 and late_mine["k_partial"][2][0] > 0, late_mine["k_partial"]
+    assert late_mine["k_correct"][1] == 0, late_mine["k_correct"]
     # the class discriminates: every test passed by the solution, some failed by the other
     tests = [t for t in mine["k_correct"] if t.startswith("test_")]
     assert all(mine["k_correct"][t] > 0 for t in tests), mine["k_correct"]
@@ -150,21 +171,21 @@ def test_what_counts_as_graded(graded):
     stamp = course.submitted / student / A / "timestamp.txt"
     marker = grading.state_dir(course, A) / f"{student}.inflight"
     graded_at = (course.autograded / student / A / "batchnorm1d.ipynb").stat().st_mtime
-    original = nb.stat()
+    original, original_stamp = nb.stat(), stamp.read_text()
     try:
         os.utime(nb, (graded_at + 60, graded_at + 60))
         assert grading.plan(course, A, course_id, [student], force=False)[0] == [student]
         os.utime(nb, (original.st_atime, original.st_mtime))
 
-        stamp.write_text("2030-01-01 10:00:00.000000 UTC")
+        stamp.write_text("2030-01-01 10:00:00.000000 UTC")  # handed in again, later
         assert grading.plan(course, A, course_id, [student], force=False)[0] == [student]
-        stamp.unlink()
+        stamp.write_text(original_stamp)
 
         marker.write_text("x")
         assert grading.plan(course, A, course_id, [student], force=False)[0] == [student]
     finally:
         marker.unlink(missing_ok=True)
-        stamp.unlink(missing_ok=True)
+        stamp.write_text(original_stamp)
         os.utime(nb, (original.st_atime, original.st_mtime))
     assert grading.plan(course, A, course_id, [student], force=False)[0] == []
 

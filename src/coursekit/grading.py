@@ -202,7 +202,6 @@ def read_course_id(course: Course) -> str:
 
 def merge(gb, assignment: str, student: str, result: dict) -> None:
     """Write one submission's autograder-owned fields into the course gradebook (one transaction)."""
-    from nbgrader.api import MissingEntry
     gb.update_or_create_student(student)
     kwargs = {"timestamp": result["timestamp"]} if result.get("timestamp") else {}
     gb.update_or_create_submission(assignment, student, **kwargs)
@@ -218,7 +217,7 @@ def merge(gb, assignment: str, student: str, result: dict) -> None:
             for name, auto_comment in nb["comments"].items():
                 gb.find_comment(name, nb_name, assignment, student).auto_comment = auto_comment
         gb.db.commit()
-    except (MissingEntry, Exception):
+    except Exception:
         gb.db.rollback()
         raise
 
@@ -539,7 +538,13 @@ class Grader:
         student = result["student"]
         summary.seconds[student] = result.get("seconds", 0.0)
         if result["status"] == "graded":
-            merge(gb, self.assignment, student, result)
+            try:
+                merge(gb, self.assignment, student, result)
+            except Exception as exc:  # noqa: BLE001 - e.g. the gradebook locked for too long
+                self._fail(summary, student, "grading_failed",
+                           f"graded, but its grades could not be written to {self.course.gradebook}: "
+                           f"{type(exc).__name__}: {exc}")
+                return
             self._inflight(student).unlink(missing_ok=True)
             summary.graded.append(student)
             for cell in result.get("cell_timeouts", []):
@@ -812,6 +817,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    try:
+        return _run(args)
+    except CourseError as exc:
+        print(f"coursekit grade: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     course = Course.at(args.course)
     summary = grade(course, args.assignment, jobs=args.jobs, force=args.force, timeout=args.timeout,
                     memory_mb=args.memory, students=args.students, warm=not args.cold,
