@@ -320,6 +320,16 @@ def test_fails_closed_without_a_working_bwrap(tmp_path, monkeypatch):
     assert os.stat(workdir).st_uid == os.getuid()
 
 
+def test_development_opt_out_warns_and_runs_unsandboxed(tmp_path, monkeypatch, caplog):
+    workdir = tmp_path / "autograded" / "eve" / "a1"
+    workdir.mkdir(parents=True)
+    monkeypatch.setenv("COURSEKIT_SANDBOX", "off")
+    nb = run_cells(["import os; print(os.getuid())"], workdir)
+    assert nb.metadata["sandbox_mode"] is None
+    assert "".join(o.get("text", "") for o in nb.cells[0].outputs).strip() == str(os.getuid())
+    assert any("WITHOUT the sandbox" in r.getMessage() for r in caplog.records)
+
+
 def test_wrap_command_runs_a_command_in_the_sandbox(tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("hidden")

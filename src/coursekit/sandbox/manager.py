@@ -550,21 +550,27 @@ class SandboxKernelManager(_BoundedSockets, AsyncKernelManager):
     _rundir = None
 
     async def _async_pre_start_kernel(self, **kw):
-        if disabled():
-            self.log.warning(
-                "%s=off: the kernel runs WITHOUT the sandbox, with your rights and files "
-                "(development only; never grade real submissions like this)", DISABLE_VARIABLE)
-            return await super()._async_pre_start_kernel(**kw)
         self.kernel_id = self.kernel_id or kw.pop("kernel_id", str(uuid.uuid4()))
         if self._rundir is None or not os.path.isdir(self._rundir):
             # short path: unix socket names are limited to ~100 bytes
             self._rundir = tempfile.mkdtemp(prefix="ck-", dir="/tmp")
         self.connection_file = os.path.join(self._rundir, "kernel.json")
         self.ip = os.path.join(self._rundir, "k")
-        if self.provisioner is None:
+        if disabled():
+            self.log.warning(
+                "%s=off: the kernel runs WITHOUT the sandbox, with your rights and files "
+                "(development only; never grade real submissions like this)", DISABLE_VARIABLE)
+        elif self.provisioner is None:
             self.provisioner = SandboxProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec,
                                                   parent=self)
         return await super()._async_pre_start_kernel(**kw)
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart and self._rundir and not isinstance(self.provisioner, SandboxProvisioner):
+            shutil.rmtree(self._rundir, ignore_errors=True)  # (the sandbox removes its own)
+
+    cleanup_resources = _async_cleanup_resources
 
     pre_start_kernel = _async_pre_start_kernel
 
