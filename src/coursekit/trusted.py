@@ -104,7 +104,7 @@ class TrustedChecks(NbGraderPreprocessor):
         seed = int.from_bytes(hashlib.sha256("\0".join(cells).encode("utf-8")).digest()[:4], "big")
         spec = registry.spec(seed)
         result = run_student_code(cells, registry.probe_source, registry.target, spec,
-                                  timeout=self.timeout, cell_timeout=self.cell_timeout)
+                                  timeout=self.timeout, cell_timeout=self.cell_timeout, config=self.config)
         notes = [f"child {result.wall:.1f} s"]
         answer = result.answer or {}
         probe = answer.get("probe")

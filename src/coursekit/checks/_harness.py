@@ -1,65 +1,65 @@
-"""Child side of the trusted checks: the program that runs a student's code.
+"""Child side of the trusted checks: the program that re-runs a student's code.
 
-This file is never imported by the grader.  Its *source text* is sent, with the
-student's cells and the assignment's probe, to a fresh interpreter started in
-the kernel sandbox (see ``coursekit.checks.child``).  Everything in that
-process is under the student's control, so it only produces DATA: the probe's
-measurements of the student's layer as JSON (numbers, strings, booleans) plus
-the names of the aten operators the layer dispatched.  The grader compares
-those numbers with its own references; nothing computed here is believed.
+This file is never imported by the grader.  Its *source text* travels in the
+request (see ``coursekit.checks.child``) to a fresh sandboxed kernel, which
+executes it with ``REQUEST`` set.  Everything in that kernel is under the
+student's control, so the harness only produces DATA: the probe's
+measurements of the student's layer (numbers, strings, booleans) and the names
+of the aten operators the layer dispatched, written as JSON to
+``REQUEST["answer"]``.  The grader compares those numbers with its own
+references; nothing computed here is believed.
 
-Protocol: one JSON object on stdin (read by the boot line, handed over as
-``REQUEST``)
-    {"cells": [source, ...], "probe": source defining SCENARIOS,
-     "target": class name, "spec": {scenario: inputs},
-     "cell_timeout": s, "scenario_timeout": s}
-and one JSON object on the original stdout, written once at the end
-    {"cells": [{"error": str|None}, ...],
-     "probe": {scenario: {"error": str|None, ...measurements}},
-     "ops": [aten op, ...], "error": str|None}.
-The student's own prints go to /dev/null, so they cannot corrupt the answer
-by accident (on purpose they can, and the grader then fails closed).
+Request: {"cells": [source, ...], "probe": source defining SCENARIOS,
+"target": class name, "spec": {scenario: inputs}, "cell_timeout": s,
+"scenario_timeout": s, "answer": file name}.  Answer: {"cells": [{"error":
+str|None}, ...], "probe": {scenario: {"error": str|None, ...measurements}},
+"ops": [aten op, ...], "error": str|None}.
 """
+import contextlib
 import json
 import os
 import signal
-import sys
 
 
-class _CellTimeout(BaseException):
+class _Timeout(BaseException):
     pass
 
 
 def _on_alarm(signum, frame):
-    raise _CellTimeout()
+    raise _Timeout()
 
 
-def _quiet_shell():
-    """An IPython shell like the kernel's (magics, get_ipython), without history or colours."""
-    from traitlets.config import Config
-    from IPython.core.interactiveshell import InteractiveShell
+class _Null:
+    """Where the student's prints go while the harness runs (not to the grader)."""
 
-    config = Config()
-    config.HistoryManager.enabled = False
-    config.InteractiveShell.colors = "NoColor"
+    def write(self, text):
+        return len(text)
 
-    class Shell(InteractiveShell):
-        def enable_gui(self, gui=None):  # %matplotlib inline: nothing to show here
-            pass
+    def flush(self):
+        pass
 
-    return Shell.instance(config=config)
+    def isatty(self):
+        return False
+
+
+def _quiet():
+    null = _Null()
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(null))
+    stack.enter_context(contextlib.redirect_stderr(null))
+    return stack
+
+
+def _alarm(seconds):
+    signal.signal(signal.SIGALRM, _on_alarm)  # again each time: a cell may have replaced it
+    signal.alarm(max(1, int(seconds)))
 
 
 def main(request):
-    # Keep a private copy of stdout for the answer; silence the student's output.
-    answer_fd = os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
     answer = {"cells": [], "probe": None, "ops": [], "error": None}
     try:
         import torch
-        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._python_dispatch import TorchDispatchMode  # before any student code runs
 
         class OpRecorder(TorchDispatchMode):
             """Names of the aten operators dispatched while the probe runs."""
@@ -75,52 +75,52 @@ def main(request):
         probe_ns = {"__name__": "coursekit_probe"}
         exec(compile(request["probe"], "<probe>", "exec"), probe_ns)
         scenarios = probe_ns["SCENARIOS"]
+        shell = get_ipython()  # noqa: F821 (the kernel's shell)
 
-        shell = _quiet_shell()
         for source in request["cells"]:
             error = None
-            signal.signal(signal.SIGALRM, _on_alarm)  # again: a cell may have replaced it
-            signal.alarm(int(request.get("cell_timeout", 30)))
             try:
-                result = shell.run_cell(source, store_history=False, silent=True)
+                with _quiet():
+                    _alarm(request["cell_timeout"])
+                    try:
+                        result = shell.run_cell(source, store_history=False, silent=True)
+                    finally:
+                        signal.alarm(0)
                 if result.error_before_exec is not None:
                     error = repr(result.error_before_exec)[:300]
                 elif result.error_in_exec is not None:
                     error = repr(result.error_in_exec)[:300]
-            except _CellTimeout:
-                error = "timeout"
-            except BaseException as exc:  # SystemExit and friends: go on like the kernel does
+            except BaseException as exc:  # a timeout, SystemExit...: go on like the kernel does
                 error = repr(exc)[:300]
-            finally:
-                signal.alarm(0)
             answer["cells"].append({"error": error})
 
         target = shell.user_ns.get(request["target"])
+        torch.set_num_threads(1)  # tiny tensors: a thread pool only costs time
         recorder = OpRecorder()
         answer["probe"] = {}
         for name, scenario in scenarios.items():
             # one alarm per scenario: a hang costs that scenario, not the others
-            signal.signal(signal.SIGALRM, _on_alarm)
-            signal.alarm(int(request.get("scenario_timeout", 20)))
             try:
-                with recorder:
-                    data = scenario(target, torch, request["spec"][name])
+                with _quiet():
+                    _alarm(request["scenario_timeout"])
+                    try:
+                        with recorder:
+                            data = scenario(target, torch, request["spec"][name])
+                    finally:
+                        signal.alarm(0)
                 answer["probe"][name] = {"error": None, **data}
-            except _CellTimeout:
+            except _Timeout:
                 answer["probe"][name] = {"error": "timeout"}
             except Exception as exc:
                 answer["probe"][name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-            finally:
-                signal.alarm(0)
         answer["ops"] = sorted(recorder.ops)
     except BaseException as exc:
         answer["error"] = repr(exc)[:500]
-    data = json.dumps(answer, allow_nan=True).encode("utf-8")
-    view = memoryview(data)
-    while view:
-        written = os.write(answer_fd, view)
-        view = view[written:]
-    os._exit(0)  # skip the student's atexit handlers and threads
+    data = json.dumps(answer, allow_nan=True)
+    partial = request["answer"] + ".part"
+    with open(partial, "w", encoding="utf-8") as f:
+        f.write(data)
+    os.replace(partial, request["answer"])
 
 
-main(REQUEST)  # noqa: F821 (set by the boot line)
+main(REQUEST)  # noqa: F821 (set by the boot code)

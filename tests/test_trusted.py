@@ -1,0 +1,232 @@
+"""Trusted checks (coursekit.trusted), piece by piece, on real code.
+
+- the static scan judges only the student's lines and tells delegation, evasion,
+  tampering and suspicious code apart;
+- the sandboxed child runs cells with IPython syntax, reports cell errors, and
+  fails closed (hangs, floods of its answer channel, garbage, a dead child);
+- for EVERY submission of the A1 catalogue (correct variants, realistic
+  mistakes, delegation, patched comparisons) the out-of-kernel verdicts are the
+  catalogue's ``fails`` set, i.e. exactly what the notebook's own hidden tests
+  decide: the layer never costs an honest student a point;
+- the preprocessor on an executed notebook: a test cell that "passed" with a
+  wrong implementation gets an error output first (nbgrader then scores it 0),
+  a forged result before an error is neutralised, a right cell is untouched,
+  and events are recorded.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import make_course
+
+from coursekit import classgen, events, sandbox
+from coursekit.checks import a1_batchnorm1d as a1checks
+from coursekit.checks import close, scan
+from coursekit.checks.child import run_student_code
+from coursekit.classgen import a1_batchnorm1d as catalogue
+from coursekit.trusted import ERROR_NAME, TrustedChecks
+
+ASSIGNMENT = "a1_batchnorm1d"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_server():
+    # children start from the sandbox's warm fork server, as under `coursekit grade`
+    with sandbox.warm_kernels() as server:
+        yield server
+
+
+# ------------------------------------------------------------------ static scan
+
+ALIASES = scan.DEFAULT_MODULE_ALIASES
+
+
+def _rules(source, answer_cell=True, lines=None):
+    return {(f.kind, f.rule) for f in scan.scan_source(source, 0, lines, ALIASES, answer_cell=answer_cell)}
+
+
+def test_scan_delegation_only_inside_definitions():
+    inside = "class L(nn.Module):\n    def forward(self, x):\n        return F.batch_norm(x, None, None, training=True)\n"
+    assert ("delegation", "F.batch_norm") in _rules(inside)
+    # a comparison with the built-in layer at module level is allowed (recorded only)
+    outside = "ref = nn.BatchNorm1d(3)\nprint(ref(torch.ones(2, 3)))\n"
+    assert {k for k, _ in _rules(outside)} == {"suspicious"}
+    assert ("delegation", "base class nn.BatchNorm1d") in _rules("class L(nn.BatchNorm1d):\n    pass\n")
+    # the student's own names that merely contain the words are fine
+    assert _rules("class L(nn.Module):\n    def forward(self, x):\n        self.batch_norm_out = x\n        return x\n") == set()
+
+
+def test_scan_evasion_tamper_suspicious():
+    found = _rules('f = getattr(F, "batch" + "_norm")\nexec("x = 1")\nimport torch._C\n'
+                   'torch.allclose = lambda *a, **k: True\n'
+                   'get_ipython().input_transformers_cleanup.append(lambda l: l)\n'
+                   'import os\nos.kill(os.getppid(), 9)\nopen("../../source/a.ipynb").read()\n'
+                   'import socket\nwhile True:\n    pass\n', answer_cell=False)
+    kinds = {rule: kind for kind, rule in found}
+    assert kinds["getattr() with a computed name"] == "evasion"
+    assert kinds["exec()"] == "evasion"
+    assert kinds["import torch._C"] == "evasion"
+    assert kinds["patch torch.allclose"] == "tamper"
+    assert kinds["get_ipython().input_transformers_cleanup"] == "tamper"
+    assert kinds["os.kill"] == "suspicious"
+    assert kinds["path '../../source/a.ipynb'"] == "suspicious"
+    assert kinds["import socket"] == "suspicious"
+    assert kinds["endless loop"] == "suspicious"
+    # magics are IPython's own, not tampering; a shell escape is recorded
+    assert _rules("%matplotlib inline\nimport torch\n") == set()
+    assert ("suspicious", "shell command") in _rules("!ls /\n")
+
+
+def test_scan_only_the_students_lines():
+    release = nbformat.read(str(catalogue._course().release / ASSIGNMENT / "batchnorm1d.ipynb"), as_version=4)
+    nb = copy.deepcopy(release)
+    answer = classgen.cell_by_grade_id(nb, catalogue.ANSWER)
+    answer.source = answer.source + "\nimport importlib\n"
+    nb.cells.append(nbformat.v4.new_code_cell("x = eval('1')"))
+    lines = scan.student_lines(nb, release)
+    index = nb.cells.index(answer)
+    assert lines[index] and max(lines[index]) == len(answer.source.splitlines())
+    assert lines[len(nb.cells) - 1] is None          # a cell the student added: all of it
+    assert all(not v for i, v in lines.items() if i not in (index, len(nb.cells) - 1))  # given cells untouched
+    findings = scan.scan_notebook(nb, release)
+    assert {(f.cell, f.rule) for f in findings} == {(index, "import importlib"), (len(nb.cells) - 1, "eval()")}
+
+
+# ------------------------------------------------------------------ the child
+
+PROBE = '''
+def look(Layer, torch, spec):
+    import os
+    return {"value": Layer(spec["n"]).value, "cwd": sorted(os.listdir(".")), "uid": os.getuid()}
+SCENARIOS = {"look": look}
+'''
+
+
+def test_child_runs_cells_like_a_kernel_inside_the_sandbox(tmp_path):
+    course = make_course(tmp_path / "course", [ASSIGNMENT])
+    cells = ["%matplotlib inline\nimport torch", "raise ValueError('x')",
+             "class Layer:\n    def __init__(self, n):\n        self.value = n * 2\n",
+             f"import os\nSEEN = os.path.exists({str(course.source)!r})"]
+    result = run_student_code(cells, PROBE, "Layer", {"look": {"n": 21}})
+    assert result.failure is None, result.failure
+    assert [c["error"] is None for c in result.answer["cells"]] == [True, False, True, True]
+    look = result.answer["probe"]["look"]
+    assert look["error"] is None and look["value"] == 42
+    assert "request.json" not in look["cwd"] and look["uid"] != 0   # inputs gone from disk; not root
+
+
+# the student's code replaces what the harness writes (the kernel's own messages still go through)
+FORGE_ANSWER = """import json
+_dumps = json.dumps
+json.dumps = lambda obj, **kw: {text} if kw.get("allow_nan") else _dumps(obj, **kw)"""
+
+
+@pytest.mark.parametrize("cells, why", [
+    (["import time\nwhile True:\n    time.sleep(1)"], "timeout"),                            # hangs
+    ([FORGE_ANSWER.format(text="'x' * (1 << 20)")], "larger"),                                # floods the answer
+    ([FORGE_ANSWER.format(text="'not json'")], "JSON"),                                       # garbage
+    (["import os\nos._exit(3)"], "died"),                                                    # kills its kernel
+])
+def test_child_fails_closed(cells, why):
+    result = run_student_code(cells, PROBE, "Layer", {"look": {"n": 1}}, timeout=20, cell_timeout=60,
+                              max_bytes=1 << 16)
+    assert result.answer is None and why in result.failure, result.failure
+
+
+# ------------------------------------------------------------------ verdicts = the notebook's hidden tests
+
+def _cells_before_tests(variant) -> list[str]:
+    _, nb = classgen.render(catalogue._course(), ASSIGNMENT, variant)
+    last = max(i for i, c in enumerate(nb.cells) if scan.grade_id(c) in a1checks.CHECKS.by_grade_id())
+    return [c.source for c in nb.cells[:last] if c.cell_type == "code" and not scan.is_test_cell(c)]
+
+
+def _verdict(variant):
+    cells = _cells_before_tests(variant)
+    _, nb = classgen.render(catalogue._course(), ASSIGNMENT, variant)
+    findings = scan.scan_notebook(nb, nbformat.read(str(catalogue._course().release / ASSIGNMENT / "batchnorm1d.ipynb"),
+                                                    as_version=4))
+    verdicts, notes = TrustedChecks().verdicts(a1checks.CHECKS, cells, findings)
+    return variant, verdicts, notes
+
+
+# Catalogue variants whose extra failures come from the notebook's in-kernel guard
+# (PyTorch's reference modified: every cell fails there), not from the implementation:
+# out of the kernel only the implementation's own failures (reversed momentum) are required.
+GUARD_ONLY = {"patched_reference": {"test_running_mean", "test_running_var", "test_momentum"}}
+
+
+def test_verdicts_agree_with_the_hidden_tests_on_the_whole_catalogue():
+    variants = catalogue.VARIANTS
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(_verdict, variants))
+    disagreements = []
+    for variant, verdicts, notes in results:
+        expected = classgen.expected_pass(variant, list(catalogue.TESTS))
+        must_fail = GUARD_ONLY.get(variant.student, {g for g, ok in expected.items() if not ok})
+        for grade_id, passes in expected.items():
+            trusted_passes = verdicts[grade_id] is None
+            # never harsher than the hidden tests; as strict as they are on the implementation
+            if (passes and not trusted_passes) or (grade_id in must_fail and trusted_passes):
+                disagreements.append(f"{variant.student}/{grade_id}: expected {'pass' if passes else 'fail'}, "
+                                     f"trusted says {verdicts[grade_id] or 'pass'} ({notes})")
+    assert not disagreements, "\n".join(disagreements)
+
+
+def test_comparisons_reject_malformed_student_data():
+    ref = [[1.0, 2.0], [3.0, 4.0]]
+    assert close([[1.0, 2.0], [3.0, 4.0]], ref, 1e-6, 1e-6) is None
+    for bad in (None, "1", [[1.0, 2.0]], [[1.0, 2.0], [3.0, float("nan")]], [[True, 2.0], [3.0, 4.0]],
+                {"a": 1}, [[1.0, 2.0], [3.0, [4.0]]]):
+        assert close(bad, ref, 1e-6, 1e-6) is not None, bad
+
+
+# ------------------------------------------------------------------ the preprocessor
+
+def test_preprocessor_turns_passes_into_fails_only(tmp_path):
+    course = make_course(tmp_path / "course", [ASSIGNMENT])
+    variant = next(v for v in catalogue.VARIANTS if v.student == "reversed_momentum")
+    _, nb = classgen.render(course, ASSIGNMENT, variant)
+    cells = {scan.grade_id(c): c for c in nb.cells if scan.is_test_cell(c)}
+    # what a tampered kernel reported: every test cell "passed" ...
+    for cell in cells.values():
+        cell.outputs = []
+    # ... except one that failed but showed a forged result first, and one honest failure
+    cells["test_momentum"].outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "'ok'"},
+                                                             execution_count=1),
+                                      nbformat.v4.new_output("error", ename="AssertionError", evalue="", traceback=[])]
+    cells["test_running_var"].outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue="x",
+                                                                traceback=[])]
+    resources = {"nbgrader": {"assignment": ASSIGNMENT, "student": "s1", "notebook": "batchnorm1d",
+                              "db_url": f"sqlite:///{course.gradebook}"}}
+    TrustedChecks().preprocess(nb, resources)
+
+    def first(grade_id):
+        outputs = cells[grade_id].outputs
+        return outputs[0].get("ename") if outputs else None
+
+    assert first("test_running_mean") == ERROR_NAME          # wrong, "passed": now fails
+    assert first("test_momentum") == ERROR_NAME              # forged result neutralised
+    assert first("test_running_var") == "AssertionError"     # already failing: untouched
+    assert len(cells["test_running_var"].outputs) == 1
+    for grade_id in set(cells) - {"test_running_mean", "test_running_var", "test_momentum"}:
+        assert cells[grade_id].outputs == [], grade_id       # right: untouched
+    logged = events.read(course.root, ASSIGNMENT, "s1")
+    overrides = {e.get("grade_id") for e in logged if e["kind"] == "tamper" and e.get("source") == "trusted"}
+    assert overrides == {"test_running_mean", "test_momentum"}
+    assert any(e.get("source") == "outputs" for e in logged)  # the forged result is flagged too
+    json.dumps(nb)  # still a valid notebook
+
+
+def test_preprocessor_is_a_no_op_for_other_assignments(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("assert False")])
+    before = copy.deepcopy(nb)
+    resources = {"nbgrader": {"assignment": "ps1", "student": "s", "notebook": "p",
+                              "db_url": f"sqlite:///{tmp_path / 'gradebook.db'}"}}
+    TrustedChecks().preprocess(nb, resources)
+    assert nb == before and not Path(tmp_path / ".coursekit").exists()
