@@ -127,6 +127,22 @@ def check_workdir(workdir: str) -> None:
             "(autograded/<student>/<assignment>).")
 
 
+_swept = False
+
+
+def _sweep_rundirs() -> None:
+    """Remove socket folders left by grader processes that died without
+    cleaning up (killed workers): ``/tmp/ck-<pid>-*`` whose pid is gone."""
+    global _swept
+    if _swept:
+        return
+    _swept = True
+    for name in os.listdir("/tmp"):
+        parts = name.split("-")
+        if len(parts) == 3 and parts[0] == "ck" and parts[1].isdigit() and not os.path.exists(f"/proc/{parts[1]}"):
+            shutil.rmtree(os.path.join("/tmp", name), ignore_errors=True)
+
+
 class SandboxProvisioner(LocalProvisioner):
     """Launches the kernel inside the sandbox (cold or warm) and cleans up."""
 
@@ -153,6 +169,7 @@ class SandboxProvisioner(LocalProvisioner):
             # nothing started: give the working copy back, keep no state
             self.sandbox = None
             _enter.release_workdir(workdir, state["owner"])
+            shutil.rmtree(spec["rundir"], ignore_errors=True)
             raise
         state["startup_ms"] = (time.perf_counter() - t0) * 1000
         state["pidfds"] = process.pidfds
@@ -552,8 +569,9 @@ class SandboxKernelManager(_BoundedSockets, AsyncKernelManager):
     async def _async_pre_start_kernel(self, **kw):
         self.kernel_id = self.kernel_id or kw.pop("kernel_id", str(uuid.uuid4()))
         if self._rundir is None or not os.path.isdir(self._rundir):
+            _sweep_rundirs()
             # short path: unix socket names are limited to ~100 bytes
-            self._rundir = tempfile.mkdtemp(prefix="ck-", dir="/tmp")
+            self._rundir = tempfile.mkdtemp(prefix=f"ck-{os.getpid()}-", dir="/tmp")
         self.connection_file = os.path.join(self._rundir, "kernel.json")
         self.ip = os.path.join(self._rundir, "k")
         if disabled():
