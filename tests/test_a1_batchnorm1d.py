@@ -1,0 +1,276 @@
+"""Assignment 1 (BatchNorm1d from scratch), end to end through real nbgrader.
+
+- the source notebook: nbgrader metadata, one autograded answer cell with four
+  solution regions, locked test cells, a common hidden guard, `nbgrader validate`;
+- the committed release: equal to a fresh generation, four blanks, no solution
+  or hidden test, no outputs, the Colab badge; run alone in a fresh kernel it
+  fails only with NotImplementedError raised from the answer cell's code;
+- the catalogue of generated submissions (coursekit.classgen.a1_batchnorm1d),
+  graded ONCE by plain `nbgrader autograde` (two scratch courses side by side): each variant gets
+  exactly the test cells its ``fails`` set allows, read from the gradebook.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import REPO, make_course, nbgrader
+
+from coursekit import classgen, gradebook
+from coursekit.classgen import a1_batchnorm1d as catalogue
+from coursekit.paths import Course
+from coursekit.release import BADGE_ROLE, release_differences
+
+ASSIGNMENT = "a1_batchnorm1d"
+NOTEBOOK = "batchnorm1d.ipynb"
+SOURCE = REPO / "source" / ASSIGNMENT / NOTEBOOK
+RELEASE = REPO / "release" / ASSIGNMENT / NOTEBOOK
+STUB_RE = re.compile(r"^([ \t]*)# EL TEU CODI AQUÍ\n\1raise NotImplementedError\(\)$", re.MULTILINE)  # the code_stub
+TEXT_STUB = "ESCRIU AQUÍ LA TEVA RESPOSTA"
+GUARD_RE = re.compile(r"# ── guarda comuna.*?# ── fi de la guarda comuna ──", re.DOTALL)
+VARIANTS = catalogue.VARIANTS
+
+
+@pytest.fixture(scope="module", autouse=True)
+def venv_on_path():
+    # nbgrader runs `alembic` from PATH when it creates a gradebook; when pytest is started as
+    # .venv/bin/pytest without an activated venv, the venv's bin is not there.
+    old = os.environ.get("PATH", "")
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + old
+    yield
+    os.environ["PATH"] = old
+
+
+def _nbg(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def _read(path: Path):
+    return nbformat.read(str(path), as_version=4)
+
+
+def _test_cells(nb):
+    return [c for c in nb.cells if _nbg(c).get("grade") and not _nbg(c).get("solution")]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the source notebook
+
+def test_source_cells_and_metadata():
+    nb = _read(SOURCE)
+    answers = [c for c in nb.cells if _nbg(c).get("solution")]
+    assert [(_nbg(c)["grade_id"], c.cell_type, bool(_nbg(c).get("grade"))) for c in answers] == [
+        ("bn1d_impl", "code", False), ("answer_mlp", "markdown", True)]
+    assert _nbg(answers[1])["points"] == 2
+    impl = answers[0].source
+    assert impl.count("### BEGIN SOLUTION") == impl.count("### END SOLUTION") == 4
+    assert sum(c.source.count("### BEGIN SOLUTION") for c in nb.cells) == 4
+    # the seed's API is given, not to be written
+    for given in ("class MyBatchNorm1d(nn.Module)", "def __init__(self, num_features, eps=1e-5, momentum=0.1)",
+                  'register_buffer("running_mean"', 'register_buffer("running_var"',
+                  "self.gamma = nn.Parameter", "self.beta = nn.Parameter",
+                  "batch_mean = x.mean(dim=0)", "batch_var = x.var(dim=0, unbiased=False)",
+                  "y = self.gamma * x_hat + self.beta"):
+        assert given in _outside_solutions(impl), given
+
+    tests = _test_cells(nb)
+    assert tuple(_nbg(c)["grade_id"] for c in tests) == catalogue.TESTS
+    for c in tests:
+        meta = _nbg(c)
+        assert c.cell_type == "code" and meta["locked"] and meta["points"] > 0, meta["grade_id"]
+        assert c.source.startswith("# Prova: "), f"{meta['grade_id']}: first line must say what it checks"
+        assert c.source.count("### BEGIN HIDDEN TESTS") == c.source.count("### END HIDDEN TESTS") == 1
+        assert "FAST" not in c.source, f"{meta['grade_id']}: graded results must not depend on the mode"
+    # the notebook order: shared code, answer, tests, then the second part
+    ids = [_nbg(c).get("grade_id") for c in nb.cells]
+    assert ids.index("shared_course_utils") < ids.index("bn1d_impl") < ids.index(catalogue.TESTS[0])
+    assert ids.index(catalogue.TESTS[-1]) < ids.index("answer_mlp")
+    shared = nb.cells[ids.index("shared_course_utils")]
+    assert shared.source.startswith("# coursekit: shared course_utils.py\n") and _nbg(shared)["locked"]
+    assert not _nbg(shared)["grade"] and not _nbg(shared)["solution"]
+
+
+def _outside_solutions(src: str) -> str:
+    return re.sub(r"### BEGIN SOLUTION.*?### END SOLUTION", "", src, flags=re.DOTALL)
+
+
+def test_hidden_guard_is_identical_in_every_test_cell():
+    # the guard (trusted reference, delegation probe, float comparison) is repeated in each cell on purpose,
+    # so that a student's cell placed between two test cells cannot replace it; it must not drift
+    guards = {GUARD_RE.search(c.source).group(0) for c in _test_cells(_read(SOURCE))}
+    assert len(guards) == 1
+    guard = guards.pop()
+    assert ".allclose(" not in guard and "assert_close(" not in guard and ".equal(" not in guard
+
+
+def test_source_passes_nbgrader_validate(tmp_path):
+    course = make_course(tmp_path / "course", [ASSIGNMENT])
+    proc = nbgrader(course, "validate", str(course.source / ASSIGNMENT / NOTEBOOK))
+    assert "Success! Your notebook passes all the tests." in proc.stdout, proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the committed release
+
+def test_release_equals_a_fresh_generation():
+    assert release_differences(Course.at(REPO), [ASSIGNMENT]) == []
+
+
+def test_release_has_four_blanks_and_nothing_hidden():
+    source, release = _read(SOURCE), _read(RELEASE)
+    text = RELEASE.read_text(encoding="utf-8")
+    badge = release.cells[0]
+    assert badge.metadata.get("coursekit", {}).get("role") == BADGE_ROLE
+    assert f"/release/{ASSIGNMENT}/{NOTEBOOK}" in badge.source and "colab.research.google.com/github/" in badge.source
+
+    impl = classgen.cell_by_grade_id(release, "bn1d_impl").source
+    assert len(STUB_RE.findall(impl)) == 4
+    assert sum(c.source.count("raise NotImplementedError()") for c in release.cells) == 4
+    assert classgen.cell_by_grade_id(release, "answer_mlp").source.strip() == TEXT_STUB
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS", "guarda comuna", "_Ref"):
+        assert marker not in text, marker
+    # no line of the instructor's solutions (code or written answer) survives
+    src_impl = classgen.cell_by_grade_id(source, "bn1d_impl").source
+    for region in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", src_impl, flags=re.DOTALL):
+        for line in region.strip().splitlines():
+            assert line.strip() not in impl, line
+    for line in classgen.cell_by_grade_id(source, "answer_mlp").source.splitlines():
+        assert not line.strip() or line.strip() not in text
+    for cell in release.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+    # the visible part of each test cell is what the student sees of it; the grader restores the rest
+    for src_cell in _test_cells(source):
+        rel_cell = classgen.cell_by_grade_id(release, _nbg(src_cell)["grade_id"])
+        assert rel_cell.source.strip() == src_cell.source.split("### BEGIN HIDDEN TESTS")[0].strip()
+        assert _nbg(rel_cell)["locked"] and _nbg(rel_cell)["points"] == _nbg(src_cell)["points"]
+    shared = classgen.cell_by_grade_id(release, "shared_course_utils").source
+    assert shared == "# coursekit: shared course_utils.py\n" + \
+        (REPO / "notebooks" / "course_utils.py").read_text(encoding="utf-8").rstrip("\n")
+
+
+def test_release_alone_fails_only_in_the_blanks(tmp_path, monkeypatch):
+    """The release, alone in a folder and a fresh kernel (fast mode), runs top to bottom; every error is the
+    stub's NotImplementedError raised from the answer cell's code (through the tests and the BN training)."""
+    from nbclient import NotebookClient
+
+    nb = _read(RELEASE)
+    work = tmp_path / "alone"
+    work.mkdir()
+    monkeypatch.setenv("COURSE_MODE", "fast")
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    NotebookClient(nb, timeout=300, allow_errors=True, kernel_name="python3",
+                   resources={"metadata": {"path": str(work)}}).execute()
+    answer_count = classgen.cell_by_grade_id(nb, "bn1d_impl").execution_count
+    failing = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type != "error":
+                continue
+            failing.append(cell.get("id"))
+            assert out.ename == "NotImplementedError", (cell.get("id"), out.ename, out.evalue)
+            frames = re.findall(r"Cell In\[(\d+)\]", re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(out.traceback)))
+            assert frames and int(frames[-1]) == answer_count, (cell.get("id"), out.traceback)
+    expected = [c.get("id") for c in _test_cells(nb)] + ["part2-train-bn"]
+    assert failing == expected
+    assert not any(work.iterdir()), "fast mode must not download or write anything"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the catalogue of generated submissions
+
+def test_catalogue_is_consistent():
+    students = [v.student for v in VARIANTS]
+    assert len(set(students)) == len(students)
+    assert students[:2] == ["solution", "blank"]
+    assert set(catalogue.TESTS) == {_nbg(c)["grade_id"] for c in _test_cells(_read(SOURCE))}
+    solution = catalogue.solution()
+    full_marks = [v for v in VARIANTS if v.fails == frozenset() and v.student != "solution"]
+    assert len(full_marks) >= 2 and len({v.answers["bn1d_impl"] for v in full_marks}) == len(full_marks)
+    for v in VARIANTS:
+        assert set(v.answers) <= {"bn1d_impl"}
+        classgen.expected_pass(v, list(catalogue.TESTS))  # raises on an unknown grade_id
+        if v.student != "solution" and v.answers:
+            assert v.answers["bn1d_impl"] != solution, v.student
+        if v.fails != "all":
+            assert set(v.fails) < set(catalogue.TESTS), v.student  # a mistake never costs everything
+    required = {"eps_outside_sqrt", "biased_running_var", "reversed_momentum", "batch_stats_in_eval",
+                "stats_never_updated", "unbiased_var_normalise", "hardcoded_momentum", "hardcoded_eps",
+                "running_stats_history", "input_modified_inplace", "delegates_f_batch_norm",
+                "subclass_batchnorm1d", "patched_allclose"}
+    assert required <= set(students)
+    delegations = [v for v in VARIANTS if "delegat" in v.student or v.student in ("subclass_batchnorm1d", "wraps_batchnorm1d")]
+    assert delegations and all(v.fails == "all" for v in delegations)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """The whole catalogue generated and autograded once by plain nbgrader: two scratch courses with half of
+    the class each, graded side by side (one nbgrader per core; each course has its own gradebook)."""
+    root = tmp_path_factory.mktemp("a1")
+    halves = [VARIANTS[0::2], VARIANTS[1::2]]
+    courses = [make_course(root / f"course{i}", [ASSIGNMENT]) for i in range(len(halves))]
+    for course, variants in zip(courses, halves):
+        nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
+        classgen.write_class(course, ASSIGNMENT, variants)
+    procs = [subprocess.Popen([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force"],
+                              cwd=course.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for course in courses]
+    logs = [p.communicate(timeout=3600)[0] for p in procs]
+    for p, log in zip(procs, logs):
+        assert p.returncode == 0, log[-5000:]
+    scores = {}
+    for course in courses:
+        scores.update(gradebook.scores(course, ASSIGNMENT))
+    return courses, scores, gradebook.max_scores(courses[0], ASSIGNMENT)
+
+
+def _autograded(courses, student: str) -> Path:
+    return next(c.autograded / student / ASSIGNMENT / NOTEBOOK for c in courses
+                if (c.autograded / student).is_dir())
+
+
+def test_gradebook_lists_the_tests_of_the_notebook(graded):
+    courses, scores, maxima = graded
+    for course in courses:
+        assert tuple(gradebook.autograded_tests(course, ASSIGNMENT)) == catalogue.TESTS
+    assert set(scores) == {v.student for v in VARIANTS}
+    assert maxima["answer_mlp"] == 2 and all(maxima[t] > 0 for t in catalogue.TESTS)
+
+
+def test_solution_gets_every_point_and_blank_none(graded):
+    _, scores, maxima = graded
+    assert {t: scores["solution"][t] for t in catalogue.TESTS} == {t: maxima[t] for t in catalogue.TESTS}
+    assert sum(scores["blank"][t] for t in catalogue.TESTS) == 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[v.student for v in VARIANTS])
+def test_variant_gets_exactly_its_points(graded, variant):
+    _, scores, maxima = graded
+    want = classgen.expected_pass(variant, list(catalogue.TESTS))
+    got = {t: scores[variant.student][t] == maxima[t] for t in catalogue.TESTS}
+    assert all(scores[variant.student][t] in (0, maxima[t]) for t in catalogue.TESTS)
+    wrong = {t: ("passed" if got[t] else "failed") for t in catalogue.TESTS if got[t] != want[t]}
+    assert not wrong, f"{variant.student} ({variant.description}): {wrong}"
+
+
+def test_solution_notebook_runs_whole_and_bn_trains_faster(graded):
+    """In the graded (fast-mode) solution every cell ran without error, and on the generated data the
+    notebook's claim holds: with MyBatchNorm1d the MLP ends with a lower training loss and a higher
+    validation accuracy than without."""
+    courses, _, _ = graded
+    nb = _read(_autograded(courses, "solution"))
+    assert not [c.get("id") for c in nb.cells if any(o.output_type == "error" for o in c.get("outputs", []))]
+    results_cell = next(c for c in nb.cells if c.get("id") == "part2-results")
+    text = "".join(o.get("text", "") for o in results_cell.outputs)
+    line = r"^(sense BN|amb BN): pèrdua d'entrenament final ([0-9.]+) · exactitud de validació ([0-9.]+)"
+    results = {name: (float(loss), float(acc)) for name, loss, acc in re.findall(line, text, flags=re.MULTILINE)}
+    assert set(results) == {"sense BN", "amb BN"}, text
+    (loss_plain, acc_plain), (loss_bn, acc_bn) = results["sense BN"], results["amb BN"]
+    assert loss_bn < 0.5 * loss_plain and acc_bn > acc_plain, results
+    assert any("image/png" in o.get("data", {}) for o in results_cell.outputs)
