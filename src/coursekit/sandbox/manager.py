@@ -482,6 +482,8 @@ class _BoundedSockets:
         sock = self.context.socket(channel_socket_types[channel])
         sock.linger = 1000
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        # the kernel binds its sockets a few ms after start: retry every 10 ms, not 100
+        sock.setsockopt(zmq.RECONNECT_IVL, 10)
         if identity:
             sock.identity = identity
         if getattr(self, "curve_publickey", None) is not None:
