@@ -37,9 +37,10 @@ Besides running N submissions at once, a run removes per-submission start-up
 costs: nbgrader is imported and configured once per worker; when the course
 runs kernels in the sandbox, the sandbox's warm fork server (started once per
 run, ``coursekit.sandbox.forkserver``) hands out kernels that already imported
-ipykernel and torch; and each kernel gets ``cores // jobs`` math threads
-(``OMP_NUM_THREADS``, unless set) so that N kernels do not oversubscribe the
-cores, which makes small torch operations many times slower.
+ipykernel and torch; and each kernel gets one math thread (``OMP_NUM_THREADS``
+unless set, ``--threads``): several threads per kernel oversubscribe the cores
+as soon as anything else runs, which makes small torch operations tens of
+times slower.
 
 Resuming
 --------
@@ -762,12 +763,13 @@ def grade(course: Course, assignment: str, jobs: int | None = None, force: bool 
     jobs = max(1, jobs or len(os.sched_getaffinity(0)))
     grader = Grader(course, assignment, jobs, timeout, memory_mb, course_id, progress)
     saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
-    if not os.environ.get("OMP_NUM_THREADS"):
-        # N kernels at once, each with a thread per core, oversubscribe the cores and make small
-        # torch operations many times slower: give each kernel its share (workers and the warm
-        # server inherit this; the sandbox passes it to the kernels)
-        share = str(threads or max(1, len(os.sched_getaffinity(0)) // jobs))
-        os.environ.update({k: share for k in THREAD_VARIABLES})
+    if threads or not os.environ.get("OMP_NUM_THREADS"):
+        # Several threads per kernel oversubscribe the cores as soon as anything else runs
+        # (other kernels, other users): torch's small operations then get tens of times slower
+        # (an MLP cell of assignment 1: 0.3 s on one thread, 10 s on two under load). One thread
+        # per kernel, parallelism across submissions. Workers and the warm server inherit it; the
+        # sandbox passes it to the kernels.
+        os.environ.update({k: str(threads or 1) for k in THREAD_VARIABLES})
     # the warm server costs a few seconds of start-up: worth it once a worker grades twice
     grader.warm = WarmKernels(warm and sandboxed and len(todo) > jobs and not _sandboxed_off())
     try:
@@ -809,7 +811,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="memory cap of each submission's kernel, in MB (default: the sandbox's)")
     parser.add_argument("--students", nargs="+", default=None, help="grade only these students")
     parser.add_argument("--threads", type=int, default=None,
-                        help="math-library threads per kernel (default: cores // jobs, or $OMP_NUM_THREADS)")
+                        help="math-library threads per kernel (default: $OMP_NUM_THREADS, else 1)")
     parser.add_argument("--cold", action="store_true",
                         help="no warm kernel server: every kernel imports torch itself (slower; for comparison)")
     parser.add_argument("--strict", action="store_true",
