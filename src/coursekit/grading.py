@@ -27,9 +27,9 @@ file dead-lock ("database is locked").  So:
   submission (submission timestamp; per notebook the late penalty and flag;
   per cell ``auto_score``/``needs_manual_grade``/``auto_comment``) and sends
   them to the coordinator, which alone writes them into the course
-  ``gradebook.db`` through ``nbgrader.api.Gradebook``, one submission per
-  transaction.  A submission lands in the course gradebook whole or not at all;
-  manual scores there are never touched.
+  ``gradebook.db`` through ``nbgrader.api.Gradebook``, as each submission
+  finishes (its grades in one transaction).  A submission reaches the course
+  gradebook only once fully graded; manual scores there are never touched.
 
 Speed
 -----
@@ -202,7 +202,11 @@ def read_course_id(course: Course) -> str:
 # ---------------------------------------------------------------- merging
 
 def merge(gb, assignment: str, student: str, result: dict) -> None:
-    """Write one submission's autograder-owned fields into the course gradebook (one transaction)."""
+    """Write one submission's autograder-owned fields into the course gradebook.
+
+    The student and submission rows first (nbgrader's API commits them), then all
+    grades, comments and penalties in one transaction.  A failure here fails the
+    submission, whose autograded copy is then removed, so the next run grades it again."""
     gb.update_or_create_student(student)
     kwargs = {"timestamp": result["timestamp"]} if result.get("timestamp") else {}
     gb.update_or_create_submission(assignment, student, **kwargs)
@@ -460,11 +464,7 @@ class Grader:
         dst.close()
 
     def _config_args(self) -> list[str]:
-        """Traitlets config for the workers' nbgrader on top of the course's.
-
-        The kernel is killed once the notebook has run (nbclient's default asks it
-        to shut down and waits, seconds per submission under load): its work is done
-        and the sandbox removes everything it started either way."""
+        """Traitlets config for the workers' nbgrader on top of the course's (the memory cap)."""
         args = []
         if self.memory_mb:
             args.append(f"--SandboxKernelManager.memory_mb={int(self.memory_mb)}")
@@ -600,7 +600,11 @@ class Grader:
                             self._inflight(student).write_text(self.run_id)
                             events.record(self.course.root, self.assignment, student, "grading_started",
                                           stage="grading", run=self.run_id, worker=w.index)
-                            w.send(student, self.warm.socket)
+                            try:
+                                w.send(student, self.warm.socket)
+                            except OSError:  # the worker just died: _poll replaces it
+                                w.student = None
+                                pending.insert(0, student)
                     self._poll(summary, gb, bar)
         finally:
             bar.close()
