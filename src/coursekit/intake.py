@@ -124,7 +124,10 @@ class Roster:
         with path.open(newline="", encoding="utf-8-sig") as f:
             sample = f.read(4096)
             f.seek(0)
-            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t") if sample else csv.excel
+            try:  # Moodle and spreadsheets write ',' or ';' (or tabs)
+                dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+            except csv.Error:
+                dialect = csv.excel
             reader = csv.DictReader(f, dialect=dialect)
             header = {fold(h or ""): h for h in reader.fieldnames or []}
             columns = {}
