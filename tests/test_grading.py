@@ -9,6 +9,7 @@ both gradebooks.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.slow
 A = "a1_batchnorm1d"
 ANSWER = "bn1d_impl"          # the answer cell of MyBatchNorm1d
 TIMEOUT = 8                   # --timeout of the run that meets the looping submission
+MEMORY_MB = 1500              # --memory of that run: torch fits, 3 GB do not
 
 
 def _env() -> dict:
@@ -92,11 +94,13 @@ def graded(tmp_path_factory):
     serial = nbgrader(twin, "autograde", A, check=False)
     scores_after_first = auto_scores(course)
 
-    # a late submission that loops forever, graded with the rest of the class already done
-    # (it sleeps in its loop: the test spends wall time on it, not CPU)
+    # two late submissions, graded with the rest of the class already done: one loops forever
+    # (sleeping: the test spends wall time on it, not CPU), one asks for more memory than --memory
     loop = "import time\nwhile True:\n    time.sleep(0.5)\n"
-    classgen.write_class(course, A, [classgen.Variant("k_loop", "loops", {ANSWER: loop})])
-    second = coursekit(course, "--jobs", "2", "--timeout", str(TIMEOUT))
+    hog = "hog = bytearray(3 * 1024 ** 3)  # 3 GB\n"
+    classgen.write_class(course, A, [classgen.Variant("k_loop", "loops", {ANSWER: loop}),
+                                     classgen.Variant("k_hog", "too much memory", {ANSWER: hog})])
+    second = coursekit(course, "--jobs", "2", "--timeout", str(TIMEOUT), "--memory", str(MEMORY_MB))
     return {"course": course, "twin": twin, "first": first, "serial": serial, "second": second,
             "scores_after_first": scores_after_first,
             "students": sorted(v.student for v in variants) + ["k_broken"]}
@@ -139,15 +143,21 @@ def test_broken_and_looping_submissions_are_recorded_and_do_not_stop_the_batch(g
     assert second.returncode == 0, second.stdout + second.stderr
     # first run: the unreadable file is listed, the others graded
     assert "k_broken" in first and f"graded {len(graded['students']) - 1}," in first, first
-    # second run: graded ones skipped; the unreadable one retried; the loop stopped at --timeout
+    # second run: graded ones skipped; the unreadable one retried; the loop stopped at --timeout;
+    # the memory hog graded (its allocation failed in the kernel, under --memory)
     done = len(graded["scores_after_first"])
-    assert f"graded 0, skipped {done} (already graded), failed 2" in second.stdout, second.stdout
+    assert f"graded 1, skipped {done} (already graded), failed 2" in second.stdout, second.stdout
     kinds = {s: [e["kind"] for e in events.read(course.root, A, s)] for s in ("k_broken", "k_loop")}
     assert "parse_error" in kinds["k_broken"], kinds
     assert kinds["k_loop"][-1] == "timeout", kinds
     assert "k_loop" not in auto_scores(course)
     assert not any((course.autograded / "k_loop").rglob("*.ipynb"))
-    assert auto_scores(course) == graded["scores_after_first"]
+    scores = auto_scores(course)
+    assert {s: scores[s] for s in graded["scores_after_first"]} == graded["scores_after_first"]
+    hog = json.loads((course.autograded / "k_hog" / A / "batchnorm1d.ipynb").read_text())
+    cell = next(c for c in hog["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == ANSWER)
+    assert [o.get("ename") for o in cell["outputs"]] == ["MemoryError"], cell["outputs"]
+    assert not any(scores["k_hog"][t] for t in scores["k_hog"] if t.startswith("test_"))
     # the killed submission left no process behind (kernels run in their own sessions)
     leftovers = []
     for p in psutil.process_iter(["cwd"]):
@@ -198,4 +208,5 @@ def test_force_grades_again(graded):
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert "graded 1, skipped 0" in forced.stdout, forced.stdout
     assert path.stat().st_mtime > before
-    assert auto_scores(course) == graded["scores_after_first"]
+    scores = auto_scores(course)
+    assert {s: scores[s] for s in graded["scores_after_first"]} == graded["scores_after_first"]

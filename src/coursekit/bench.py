@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -50,11 +51,20 @@ def _env() -> dict:
     return env
 
 
-def _timed(cmd: list[str], cwd: Path, log: Path | None = None, check: bool = True) -> float:
-    start = time.perf_counter()
+def _cpu_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(cmd: list[str], cwd: Path, log: Path | None = None, check: bool = True,
+           cpu: dict | None = None) -> float:
+    """Wall seconds of a command; ``cpu["s"]``: CPU seconds of it and the processes it waited for."""
+    start, cpu0 = time.perf_counter(), _cpu_children()
     with open(log, "wb") if log else open(os.devnull, "wb") as out:
         proc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=_env())
     wall = time.perf_counter() - start
+    if cpu is not None:
+        cpu["s"] = _cpu_children() - cpu0
     if check and proc.returncode != 0:
         tail = log.read_text(errors="replace")[-2000:] if log else ""
         raise CourseError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{tail}")
@@ -248,15 +258,17 @@ def bench(repo: Course, size: int = 40, jobs: int = 2, solutions: bool = True, k
 
     print("serial: nbgrader autograde ...", file=sys.stderr, flush=True)
     # nbgrader exits 1 when some submission cannot be graded: the run still counts
+    cpu_serial, cpu_parallel = {}, {}
     t_serial = _timed([sys.executable, "-m", "nbgrader", "autograde", BENCH_ASSIGNMENT], serial.root,
-                      log=work / "serial.log", check=False)
+                      log=work / "serial.log", check=False, cpu=cpu_serial)
     print(f"  {t_serial:.1f} s\nparallel: coursekit grade --jobs {jobs} ...", file=sys.stderr, flush=True)
     t_parallel = _timed([sys.executable, "-m", "coursekit", "grade", BENCH_ASSIGNMENT, "--jobs", str(jobs)],
-                        parallel.root, log=work / "parallel.log")
+                        parallel.root, log=work / "parallel.log", cpu=cpu_parallel)
     print(f"  {t_parallel:.1f} s", file=sys.stderr, flush=True)
-    result["serial_nbgrader"] = {"wall_s": round(t_serial, 2), "per_submission_s": round(t_serial / n, 3)}
+    result["serial_nbgrader"] = {"wall_s": round(t_serial, 2), "per_submission_s": round(t_serial / n, 3),
+                                 "cpu_s": round(cpu_serial["s"], 1)}
     result["coursekit_grade"] = {"jobs": jobs, "wall_s": round(t_parallel, 2),
-                                 "per_submission_s": round(t_parallel / n, 3)}
+                                 "per_submission_s": round(t_parallel / n, 3), "cpu_s": round(cpu_parallel["s"], 1)}
     result["speedup"] = round(t_serial / t_parallel, 2)
     result["speedup_target"] = SPEEDUP_TARGET
     result["per_submission_over_floor"] = {
@@ -284,6 +296,10 @@ def print_table(r: dict) -> None:
         (f"coursekit grade --jobs {r['coursekit_grade']['jobs']}",
          f"{r['coursekit_grade']['wall_s']:.1f} s ({r['coursekit_grade']['per_submission_s']:.2f} s/submission, "
          f"{r['per_submission_over_floor']['parallel']:.1f}x floor)"),
+        ("CPU seconds (serial / coursekit)",
+         f"{r['serial_nbgrader'].get('cpu_s', 0):.0f} / {r['coursekit_grade'].get('cpu_s', 0):.0f}"),
+        ("machine load average (start / end)",
+         f"{r['machine']['load_avg_at_start'][0]:.1f} / {r['machine']['load_avg_at_end'][0]:.1f}"),
         ("speed-up", f"{r['speedup']:.2f}x (target {r['speedup_target']:g}x: "
                      f"{'met' if r['speedup'] >= r['speedup_target'] else 'NOT met'})"),
         ("grades identical", f"{'yes' if r['grades']['identical'] else 'NO'} ({r['grades']['students']} students)"),
