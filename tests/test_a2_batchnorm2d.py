@@ -6,7 +6,8 @@
 - the committed release: equal to a fresh generation, six blanks, no solution or hidden test, no
   outputs, the Colab badge; run alone in a fresh kernel it fails only with NotImplementedError
   raised from the answer cells' code;
-- the catalogue of generated submissions (coursekit.classgen.a2_batchnorm2d), graded ONCE by
+- the catalogue of generated submissions (coursekit.classgen.a2_batchnorm2d: correct styles,
+  partial submissions, one mistake in each answer cell, delegation, patching), graded ONCE by
   `nbgrader autograde` in a scratch course: each variant gets exactly the test cells its ``fails``
   set allows, read from the gradebook;
 - the claim of part 3 on the generated data, with the notebook's own experiment code.
@@ -222,14 +223,19 @@ def test_catalogue_is_consistent():
             assert any(v.answers[a] != solutions[a] for a in ANSWERS), v.student
         if v.fails != "all":
             assert set(v.fails) < set(catalogue.TESTS), v.student  # a mistake never costs everything
+    mistakes = set(catalogue._layer_mistakes()) | set(catalogue._function_mistakes()) | set(students)
     required = {"per_image_stats", "biased_running_var", "eps_outside_sqrt", "batch_stats_in_eval",
                 "dx_missing_xhat_term", "dgamma_not_summed_over_hw", "backward_calls_autograd",
                 "delegates_f_batch_norm", "subclass_batchnorm2d", "wraps_batchnorm2d", "patched_allclose"}
-    assert required <= set(students)
-    # delegating MyBatchNorm2d loses every point of the layer and none of the Function
+    assert required <= mistakes
+    # a student with two mistakes has one in each answer cell, each seen only by that cell's tests
     for v in VARIANTS:
-        if "delegat" in v.student and "forward" not in v.student or v.student.endswith("batchnorm2d"):
-            assert set(v.fails) == set(catalogue.LAYER_TESTS), v.student
+        if "__" in v.student:
+            assert set(v.fails) & set(catalogue.LAYER_TESTS) and set(v.fails) & set(catalogue.FUNCTION_TESTS), v.student
+    # delegating MyBatchNorm2d loses every point of the layer and none of the Function
+    for name in ("delegates_f_batch_norm", "eval_delegates_torch_batch_norm", "subclass_batchnorm2d",
+                 "wraps_batchnorm2d"):
+        assert set(next(v for v in VARIANTS if v.student == name).fails) == set(catalogue.LAYER_TESTS), name
 
 
 @pytest.fixture(scope="module")

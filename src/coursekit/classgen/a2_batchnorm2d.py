@@ -276,10 +276,88 @@ BUILTIN_BACKWARD = (
 )
 
 
+# -- the catalogue ------------------------------------------------------------------------------------------
+# A mistake in one answer cell is seen only by that cell's test cells (the two sets are disjoint), so most
+# generated students carry one mistake in MyBatchNorm2d AND one in BatchNorm2dFunction: each mistake is still
+# checked cell by cell, and the class (graded in every test run) stays small.
+
+GRADIENT_WRONG = {"test_function_gradcheck", "test_function_vs_autograd", "test_function_no_autograd"}
+
+
+def _layer_mistakes() -> dict[str, tuple[str, dict, set[str]]]:
+    """name -> (description, answer of bn2d_impl, the LAYER_TESTS it must fail)."""
+    return {
+        "per_image_stats": ("statistics of each image over (H, W) instead of over (N, H, W)",
+                            edit(LAYER, *PER_IMAGE_STATS),
+                            {"test_bn2d_train_output", "test_bn2d_running_stats", "test_bn2d_gradients",
+                             "test_bn2d_momentum_eps", "test_bn2d_channels_last"}),
+        "eps_outside_sqrt": ("eps outside the square root: sqrt(var) + eps", edit(LAYER, *EPS_OUTSIDE),
+                             {"test_bn2d_train_output", "test_bn2d_eval_output", "test_bn2d_momentum_eps"}),
+        "biased_running_var": ("running_var accumulates the biased variance (no m/(m-1))",
+                               edit(LAYER, (RUNNING_VAR, RUNNING_VAR.replace(" * m / (m - 1)", ""))),
+                               {"test_bn2d_running_stats"}),
+        "bessel_with_batch_size": ("Bessel correction with m = N instead of N·H·W",
+                                   edit(LAYER, (M_LINE, I + "m = x.shape[0]\n")),
+                                   {"test_bn2d_running_stats", "test_bn2d_momentum_eps", "test_bn2d_single_image"}),
+        "unbiased_var_normalise": ("normalises the batch with the unbiased variance",
+                                   edit(LAYER, (TRAIN_X_HAT, I + "x_hat = (x - batch_mean.view(1, -1, 1, 1)) / "
+                                                "torch.sqrt(x.var(dim=(0, 2, 3)).view(1, -1, 1, 1) + self.eps)\n")),
+                                   {"test_bn2d_train_output"}),
+        "batch_stats_in_eval": ("eval normalises with the batch statistics",
+                                edit(LAYER, (EVAL_X_HAT, I + "x_hat = (x - x.mean(dim=(0, 2, 3), keepdim=True)) / "
+                                             "torch.sqrt(x.var(dim=(0, 2, 3), unbiased=False, keepdim=True) + self.eps)\n")),
+                                {"test_bn2d_eval_output", "test_bn2d_momentum_eps"}),
+        "hardcoded_eps": ("eps 1e-5 written as a constant",
+                          edit(LAYER, (TRAIN_X_HAT, TRAIN_X_HAT.replace("self.eps", "1e-5")),
+                               (EVAL_X_HAT, EVAL_X_HAT.replace("self.eps", "1e-5"))),
+                          {"test_bn2d_momentum_eps"}),
+    }
+
+
+def _function_mistakes() -> dict[str, tuple[str, dict, set[str]]]:
+    """name -> (description, answer of bn2d_backward_impl, the FUNCTION_TESTS it must fail)."""
+    return {
+        "dx_missing_xhat_term": ("dx without the term along x_hat",
+                                 edit(FUNCTION, (BACKWARD_DX, J + "dx = inv_std / m * (m * d - d.sum(dim=dims, keepdim=True))\n")),
+                                 GRADIENT_WRONG),
+        "dgamma_not_summed_over_hw": ("dgamma summed over N only (shape (C, H, W))",
+                                      edit(FUNCTION, (BACKWARD_DGAMMA, J + "dgamma = (grad_out * x_hat).sum(dim=0)\n")),
+                                      GRADIENT_WRONG),
+        "backward_calls_autograd": ("backward recomputes the forward and calls torch.autograd.grad",
+                                    edit(FUNCTION, *AUTOGRAD_BACKWARD), {"test_function_no_autograd"}),
+        "dx_with_batch_size": ("m = N instead of N·H·W in dx",
+                               edit(FUNCTION, (BACKWARD_M, J + "m = grad_out.shape[0]\n")), GRADIENT_WRONG),
+        "forward_delegates_f_batch_norm": ("Function forward computes x_hat with F.batch_norm",
+                                           edit(FUNCTION, (J + "x_hat = (x - mean) * inv_std\n",
+                                                           J + "x_hat = F.batch_norm(x, None, None, training=True, eps=eps)\n")),
+                                           {"test_function_forward"}),
+        "backward_graph_from_forward": ("graph built in forward, torch.autograd.grad in backward",
+                                        edit(FUNCTION, *GRAPH_FROM_FORWARD), {"test_function_no_autograd"}),
+        "backward_builtin": ("backward delegates to aten native_batch_norm_backward",
+                             edit(FUNCTION, *BUILTIN_BACKWARD), {"test_function_no_autograd"}),
+    }
+
+
+# (mistake in MyBatchNorm2d, mistake in BatchNorm2dFunction) handed in by one generated student
+PAIRS = (
+    ("per_image_stats", "dx_missing_xhat_term"),
+    ("eps_outside_sqrt", "dgamma_not_summed_over_hw"),
+    ("biased_running_var", "backward_calls_autograd"),
+    ("bessel_with_batch_size", "dx_with_batch_size"),  # N instead of N·H·W everywhere
+    ("unbiased_var_normalise", "forward_delegates_f_batch_norm"),
+    ("batch_stats_in_eval", "backward_graph_from_forward"),
+    ("hardcoded_eps", "backward_builtin"),
+)
+
+
 def _variants() -> list[Variant]:
-    everything = set(TESTS)
     layer_all = set(LAYER_TESTS)
-    function_wrong = {"test_function_gradcheck", "test_function_vs_autograd", "test_function_no_autograd"}
+    layer_mistakes, function_mistakes = _layer_mistakes(), _function_mistakes()
+    assert set(layer_mistakes) == {a for a, _ in PAIRS} and set(function_mistakes) == {b for _, b in PAIRS}
+    paired = []
+    for a, b in PAIRS:
+        (da, la, fa), (db, lb, fb) = layer_mistakes[a], function_mistakes[b]
+        paired.append(Variant(f"{a}__{b}", f"{da}; {db}", {LAYER: la, FUNCTION: lb}, fails=fa | fb))
     return [
         Variant("solution", "the instructor's solution", {LAYER: solution(LAYER), FUNCTION: solution(FUNCTION)}),
         Variant("blank", "the release handed in untouched", {}, fails="all"),
@@ -291,41 +369,15 @@ def _variants() -> list[Variant]:
                 {LAYER: solution(LAYER)}, fails=set(FUNCTION_TESTS)),
         Variant("only_function", "BatchNorm2dFunction done, MyBatchNorm2d left blank",
                 {FUNCTION: solution(FUNCTION)}, fails=layer_all),
-        # -- MyBatchNorm2d
-        Variant("per_image_stats", "statistics of each image over (H, W) instead of over (N, H, W)",
-                layer(*PER_IMAGE_STATS),
-                fails={"test_bn2d_train_output", "test_bn2d_running_stats", "test_bn2d_gradients",
-                       "test_bn2d_momentum_eps", "test_bn2d_channels_last"}),
-        Variant("eps_outside_sqrt", "eps outside the square root: sqrt(var) + eps", layer(*EPS_OUTSIDE),
-                fails={"test_bn2d_train_output", "test_bn2d_eval_output", "test_bn2d_momentum_eps"}),
-        Variant("biased_running_var", "running_var accumulates the biased variance (no m/(m-1))",
-                layer((RUNNING_VAR, RUNNING_VAR.replace(" * m / (m - 1)", ""))),
-                fails={"test_bn2d_running_stats"}),
-        Variant("bessel_with_batch_size", "Bessel correction with m = N instead of N·H·W",
-                layer((M_LINE, I + "m = x.shape[0]\n")),
-                fails={"test_bn2d_running_stats", "test_bn2d_momentum_eps", "test_bn2d_single_image"}),
-        Variant("unbiased_var_normalise", "normalises the batch with the unbiased variance",
-                layer((TRAIN_X_HAT, I + "x_hat = (x - batch_mean.view(1, -1, 1, 1)) / "
-                                    "torch.sqrt(x.var(dim=(0, 2, 3)).view(1, -1, 1, 1) + self.eps)\n")),
-                fails={"test_bn2d_train_output"}),
-        Variant("batch_stats_in_eval", "eval normalises with the batch statistics",
-                layer((EVAL_X_HAT, I + "x_hat = (x - x.mean(dim=(0, 2, 3), keepdim=True)) / "
-                                   "torch.sqrt(x.var(dim=(0, 2, 3), unbiased=False, keepdim=True) + self.eps)\n")),
-                fails={"test_bn2d_eval_output", "test_bn2d_momentum_eps"}),
+        *paired,
+        # -- one mistake in MyBatchNorm2d, BatchNorm2dFunction right
         Variant("reversed_momentum", "momentum weighs the old value (Keras convention)",
                 layer((RUNNING_MEAN, I + "    self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * batch_mean\n"),
                       (RUNNING_VAR, I + "    self.running_var = self.momentum * self.running_var + (1 - self.momentum) * batch_var * m / (m - 1)\n")),
                 fails={"test_bn2d_running_stats", "test_bn2d_momentum_eps", "test_bn2d_single_image"}),
-        Variant("stats_never_updated", "running statistics never updated",
-                layer((UPDATE, I + "pass\n")),
-                fails={"test_bn2d_running_stats", "test_bn2d_momentum_eps", "test_bn2d_single_image"}),
         Variant("hardcoded_momentum", "momentum 0.1 written as a constant",
                 layer((RUNNING_MEAN, RUNNING_MEAN.replace("self.momentum", "0.1")),
                       (RUNNING_VAR, RUNNING_VAR.replace("self.momentum", "0.1"))),
-                fails={"test_bn2d_momentum_eps"}),
-        Variant("hardcoded_eps", "eps 1e-5 written as a constant",
-                layer((TRAIN_X_HAT, TRAIN_X_HAT.replace("self.eps", "1e-5")),
-                      (EVAL_X_HAT, EVAL_X_HAT.replace("self.eps", "1e-5"))),
                 fails={"test_bn2d_momentum_eps"}),
         Variant("running_stats_history", "running statistics keep autograd history (no no_grad/detach)",
                 layer((NO_GRAD + RUNNING_MEAN + RUNNING_VAR, (RUNNING_MEAN + RUNNING_VAR).replace(I + "    ", I))),
@@ -334,10 +386,12 @@ def _variants() -> list[Variant]:
                 layer((TRAIN_X_HAT, TRAIN_X_HAT.replace("batch_mean.view", "batch_mean.detach().view")
                                                .replace("batch_var.view", "batch_var.detach().view"))),
                 fails={"test_bn2d_gradients"}),
+        # modifying x in place also breaks autograd (x is a leaf that requires grad in those tests)
         Variant("input_modified_inplace", "x -= mean: the input is modified in place",
                 layer((TRAIN_X_HAT, I + "x -= batch_mean.view(1, -1, 1, 1)\n"
                                     + I + "x_hat = x / torch.sqrt(batch_var.view(1, -1, 1, 1) + self.eps)\n")),
                 fails={"test_bn2d_buffers_input", "test_bn2d_gradients", "test_bn2d_channels_last"}),
+        # -- delegation and patching: no point of MyBatchNorm2d
         Variant("delegates_f_batch_norm", "x_hat from F.batch_norm (delegation)",
                 layer((TRAIN_X_HAT, I + "x_hat = F.batch_norm(x, None, None, training=True, eps=self.eps)\n"),
                       (EVAL_X_HAT, I + "x_hat = F.batch_norm(x, self.running_mean, self.running_var, eps=self.eps)\n")),
@@ -358,27 +412,7 @@ def _variants() -> list[Variant]:
                  FUNCTION: solution(FUNCTION)},
                 # the visible tests now compare with the student's class (or fail on its missing .weight);
                 # the hidden ones use references written from scratch: it loses at least its honest points
-                fails=everything - {"test_bn2d_buffers_input", "test_bn2d_own_impl", "test_function_gradcheck"}),
-        # -- BatchNorm2dFunction
-        Variant("dx_missing_xhat_term", "dx without the term along x_hat",
-                function((BACKWARD_DX, J + "dx = inv_std / m * (m * d - d.sum(dim=dims, keepdim=True))\n")),
-                fails=function_wrong),
-        Variant("dx_with_batch_size", "m = N instead of N·H·W in dx",
-                function((BACKWARD_M, J + "m = grad_out.shape[0]\n")),
-                fails=function_wrong),
-        Variant("dgamma_not_summed_over_hw", "dgamma summed over N only (shape (C, H, W))",
-                function((BACKWARD_DGAMMA, J + "dgamma = (grad_out * x_hat).sum(dim=0)\n")),
-                fails=function_wrong),
-        Variant("backward_calls_autograd", "backward recomputes the forward and calls torch.autograd.grad",
-                function(*AUTOGRAD_BACKWARD), fails={"test_function_no_autograd"}),
-        Variant("backward_graph_from_forward", "graph built in forward, torch.autograd.grad in backward",
-                function(*GRAPH_FROM_FORWARD), fails={"test_function_no_autograd"}),
-        Variant("backward_builtin", "backward delegates to aten native_batch_norm_backward",
-                function(*BUILTIN_BACKWARD), fails={"test_function_no_autograd"}),
-        Variant("forward_delegates_f_batch_norm", "Function forward computes x_hat with F.batch_norm",
-                function((J + "x_hat = (x - mean) * inv_std\n",
-                          J + "x_hat = F.batch_norm(x, None, None, training=True, eps=eps)\n")),
-                fails={"test_function_forward"}),
+                fails=set(TESTS) - {"test_bn2d_buffers_input", "test_bn2d_own_impl", "test_function_gradcheck"}),
     ]
 
 
