@@ -19,14 +19,18 @@ for every test cell with a check registered in ``coursekit.checks.<assignment>``
    ``SaveAutoGrades`` scores it 0.  A cell that failed in the kernel is left
    alone: this layer only ever turns a pass into a fail.
 
-It also records what the submission attempted (``tamper`` / ``suspicious``
-events, ``coursekit.events``) for the per-submission report.  The child fails
-closed: no usable answer (timeout, crash, flood, malformed data) fails the
-checked cells that passed.
+``ScanSubmission``, right before ``Execute``, does step 3's static reading
+and records what the submission attempted (``tamper`` / ``suspicious``
+events, ``coursekit.events``) for the per-submission report, so the flags
+exist even when the kernel dies or never finishes.  The child fails closed: no
+usable answer (timeout, crash, flood, malformed data) fails the checked cells
+that passed.
 """
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -50,6 +54,58 @@ DELEGATION = ("la implementació ha de ser teva: s'ha detectat {what}. "
               "ni amagar el codi (eval, exec, getattr amb noms calculats, torch._C, torch.ops...)")
 
 
+SCAN_KEY = "coursekit_static_findings"  # resources key: ScanSubmission -> TrustedChecks
+
+
+class _Submission:
+    """What both preprocessors need to know about the notebook being graded."""
+
+    def __init__(self, nb: NotebookNode, resources: dict):
+        info = resources.get("nbgrader", {})
+        self.assignment, self.student = info.get("assignment"), info.get("student")
+        self.notebook = info.get("notebook")
+        self.ours = self.assignment in ASSIGNMENTS and bool(self.student)
+        if not self.ours:
+            return
+        self.root = events.course_root_from_resources(resources)
+        registry = checks.load(self.assignment)
+        if registry is not None and registry.notebook not in (None, self.notebook):
+            registry = None
+        self.registry = registry
+        self.by_id = registry.by_grade_id() if registry else {}
+        positions = {scan.grade_id(c): i for i, c in enumerate(nb.cells) if scan.is_test_cell(c)}
+        self.checked = {g: i for g, i in positions.items() if g in self.by_id}
+        self.last = max(self.checked.values()) if self.checked else None
+
+    def record(self, kind: str, **details) -> None:
+        events.record(self.root, self.assignment, self.student, kind, notebook=self.notebook, **details)
+
+    def scan(self, nb: NotebookNode, resources: dict) -> list[scan.Finding]:
+        """The static findings (once per notebook: recorded by whichever preprocessor runs first)."""
+        if SCAN_KEY not in resources:
+            release_nb = _release_notebook(self.root, self.assignment, self.notebook)
+            findings = scan.scan_notebook(nb, release_nb, costly_until=self.last)
+            grouped: dict[str, list[dict]] = defaultdict(list)
+            for f in findings:
+                grouped[f.kind].append(f.as_dict())
+            for kind, items in grouped.items():
+                self.record("tamper" if kind in ("tamper", "evasion") else "suspicious", source="static",
+                            finding=kind, rules=sorted({i["rule"] for i in items})[:20], where=items[:20])
+            resources[SCAN_KEY] = findings
+        return resources[SCAN_KEY]
+
+
+class ScanSubmission(NbGraderPreprocessor):
+    """Before execution: read the student's code and record what it attempts, so
+    that the flags exist even when the kernel dies or never finishes."""
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        sub = _Submission(nb, resources)
+        if sub.ours:
+            sub.scan(nb, resources)
+        return nb, resources
+
+
 class TrustedChecks(NbGraderPreprocessor):
     """Re-check registered test cells out of the kernel; only ever turn a pass into a fail."""
 
@@ -58,32 +114,21 @@ class TrustedChecks(NbGraderPreprocessor):
     cell_timeout = Integer(30, help="Seconds one student cell may run in the child").tag(config=True)
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        info = resources.get("nbgrader", {})
-        assignment, student = info.get("assignment"), info.get("student")
-        notebook = info.get("notebook")
-        if assignment not in ASSIGNMENTS or not student:
+        sub = _Submission(nb, resources)
+        if not sub.ours:
             return nb, resources
-        root = events.course_root_from_resources(resources)
-        release_nb = _release_notebook(root, assignment, notebook)
-        registry = checks.load(assignment)
-        if registry is not None and registry.notebook not in (None, notebook):
-            registry = None
-        by_id = registry.by_grade_id() if registry else {}
-        positions = {scan.grade_id(c): i for i, c in enumerate(nb.cells) if scan.is_test_cell(c)}
-        checked = {g: i for g, i in positions.items() if g in by_id}
-        last = max(checked.values()) if checked else None
-
-        findings = scan.scan_notebook(nb, release_nb, costly_until=last)
-        self._record_findings(root, assignment, student, notebook, findings)
+        findings = sub.scan(nb, resources)
         for sign in output_signs(nb):
-            events.record(root, assignment, student, "tamper", source="outputs", notebook=notebook, **sign)
-        if not checked:
+            sub.record("tamper", source="outputs", **sign)
+        if not sub.checked:
             return nb, resources
+        registry, by_id, checked, last = sub.registry, sub.by_id, sub.checked, sub.last
+        root, assignment, student = sub.root, sub.assignment, sub.student
 
         started = time.monotonic()
         cells = [c.source for i, c in enumerate(nb.cells[:last])
                  if c.cell_type == "code" and not scan.is_test_cell(c)]
-        verdicts, notes = self.verdicts(registry, cells, findings)
+        verdicts, notes = self.verdicts(registry, cells, findings, salt=_course_salt(root))
         for grade_id, index in checked.items():
             cell, reason = nb.cells[index], verdicts.get(grade_id)
             # An error already first scores 0; an error behind a forged result
@@ -91,17 +136,20 @@ class TrustedChecks(NbGraderPreprocessor):
             if reason is None or _first_output_fails(cell):
                 continue
             cell.outputs.insert(0, _error_output(f"{by_id[grade_id].what}: {reason}"))
-            events.record(root, assignment, student, "tamper", source="trusted", notebook=notebook,
-                          reason="a test cell that passed in the kernel fails the out-of-kernel check",
-                          grade_id=grade_id, detail=reason)
+            sub.record("tamper", source="trusted", grade_id=grade_id, detail=reason,
+                       reason="a test cell that passed in the kernel fails the out-of-kernel check")
         self.log.info("trusted checks of %s/%s: %d cells, %.1f s%s", student, assignment, len(checked),
                       time.monotonic() - started, f" ({'; '.join(notes)})" if notes else "")
         return nb, resources
 
-    def verdicts(self, registry: checks.AssignmentChecks, cells: list[str],
-                 findings: list[scan.Finding]) -> tuple[dict[str, str | None], list[str]]:
-        """{grade_id: None if right, else a Catalan reason} for every registered check."""
-        seed = int.from_bytes(hashlib.sha256("\0".join(cells).encode("utf-8")).digest()[:4], "big")
+    def verdicts(self, registry: checks.AssignmentChecks, cells: list[str], findings: list[scan.Finding],
+                 salt: bytes = b"") -> tuple[dict[str, str | None], list[str]]:
+        """{grade_id: None if right, else a Catalan reason} for every registered check.
+
+        The inputs are drawn from the submission's code and the course's secret
+        ``salt``: the same for a re-grade, unknowable to the student in advance."""
+        digest = hashlib.sha256(salt + b"\0" + "\0".join(cells).encode("utf-8")).digest()
+        seed = int.from_bytes(digest[:4], "big")
         spec = registry.spec(seed)
         result = run_student_code(cells, registry.probe_source, registry.target, spec,
                                   timeout=self.timeout, cell_timeout=self.cell_timeout, config=self.config)
@@ -136,15 +184,27 @@ class TrustedChecks(NbGraderPreprocessor):
                 out[check.grade_id] = f"resultat no vàlid ({type(exc).__name__})"
         return out, notes
 
-    def _record_findings(self, root: Path, assignment: str, student: str, notebook: str | None,
-                         findings: list[scan.Finding]) -> None:
-        grouped: dict[str, list[dict]] = defaultdict(list)
-        for f in findings:
-            grouped[f.kind].append(f.as_dict())
-        for kind, items in grouped.items():
-            event = "tamper" if kind in ("tamper", "evasion") else "suspicious"
-            events.record(root, assignment, student, event, source="static", notebook=notebook,
-                          finding=kind, rules=sorted({i["rule"] for i in items})[:20], where=items[:20])
+
+def _course_salt(root: Path) -> bytes:
+    """The course's secret for drawing trusted inputs (``.coursekit/trusted_salt``,
+    created on first use; the sandbox never shows .coursekit/ to student code).
+    Without a writable course, a fresh secret per run: safe, not reproducible."""
+    path = Path(root) / ".coursekit" / "trusted_salt"
+    try:
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".salt-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(32))
+            try:
+                os.link(tmp, path)  # atomic: the first writer wins, complete
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
+        return path.read_bytes()
+    except OSError:
+        return os.urandom(32)
 
 
 def _release_notebook(root: Path, assignment: str, notebook: str | None):

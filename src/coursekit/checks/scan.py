@@ -38,9 +38,14 @@ NORM_MODULE_RE = re.compile(r"(?i)(batchnorm|normalization)")
 
 EVASION_CALLS = {"eval", "exec", "compile", "__import__", "globals", "vars", "breakpoint"}
 ATTR_CALLS = {"getattr", "setattr", "delattr", "hasattr"}
+# Modules that load or run code out of sight, or run it in another thread or
+# process (where the probe's per-thread op trace does not look).
 EVASION_MODULES = {"importlib", "ctypes", "inspect", "gc", "marshal", "types", "pickle", "dill",
-                   "cffi", "code", "codeop", "runpy", "cloudpickle", "zipimport"}
-EVASION_TORCH = {"_C", "ops", "library", "overrides", "_dynamo", "_ops", "_refs", "_decomp", "_prims"}
+                   "cffi", "code", "codeop", "runpy", "cloudpickle", "zipimport", "operator",
+                   "threading", "_thread", "concurrent", "multiprocessing"}
+EVASION_TORCH = {"_C", "ops", "library", "overrides", "_dynamo", "_ops", "_refs", "_decomp", "_prims", "jit"}
+# builtins that, passed around as values, do what the flagged calls do
+INDIRECT = {"getattr", "setattr", "delattr", "eval", "exec", "compile", "__import__", "vars", "globals"}
 DANGEROUS_ATTRS = {"__subclasses__", "__bases__", "__base__", "__mro__", "__globals__", "__builtins__",
                    "__code__", "__closure__", "__dict__", "__getattribute__", "__import__", "__loader__",
                    "__spec__", "__reduce__", "__reduce_ex__", "__torch_dispatch__", "__torch_function__",
@@ -59,15 +64,17 @@ TAMPER_NAMES = {"clear_output", "showtraceback"}
 TAMPER_MODULES = {"builtins", "unittest.mock", "mock", "sitecustomize"}
 
 SUSPICIOUS_MODULES = {"socket", "ssl", "urllib", "http", "requests", "httpx", "aiohttp", "ftplib", "smtplib",
-                      "telnetlib", "subprocess", "multiprocessing", "signal", "resource", "sqlite3", "shutil",
-                      "glob", "pty", "fcntl", "mmap", "psutil", "atexit", "pathlib", "tempfile", "threading",
+                      "telnetlib", "subprocess", "signal", "resource", "sqlite3", "shutil",
+                      "glob", "pty", "fcntl", "mmap", "psutil", "atexit", "pathlib", "tempfile",
                       "asyncio", "webbrowser", "paramiko", "nbgrader", "jupyter_client", "zmq"}
-SUSPICIOUS_ATTRS = {"kill", "killpg", "fork", "forkpty", "system", "popen", "_exit", "abort", "getppid",
+# starting another process: what runs there escapes the probe's op trace
+EVASION_ATTRS = {"fork", "forkpty", "posix_spawn", "posix_spawnp", "spawnl", "spawnv", "spawnve", "system", "popen",
+                 "execv", "execve", "execl", "execlp", "execvp", "execvpe"}
+SUSPICIOUS_ATTRS = {"kill", "killpg", "_exit", "abort", "getppid",
                     "setsid", "environ", "environb", "getenv", "putenv", "unsetenv", "listdir", "scandir",
                     "walk", "remove", "unlink", "rmdir", "removedirs", "rename", "renames", "replace",
                     "chmod", "chown", "chdir", "symlink", "link", "truncate", "rmtree", "signal",
-                    "setrlimit", "connect", "create_connection", "urlopen", "execv", "execve", "execl",
-                    "execlp", "execvp", "execvpe", "spawnl", "spawnv", "posix_spawn", "pidfd_open",
+                    "setrlimit", "connect", "create_connection", "urlopen", "pidfd_open",
                     "sched_setaffinity", "nice", "read_bytes", "read_text", "write_text", "write_bytes",
                     "iterdir", "rglob", "home", "cwd", "expanduser"}
 PATH_RE = re.compile(r"(?i)(^/|^~|\.\.|gradebook|\.db$|(^|/)(source|submitted|autograded|release|feedback)(/|$)"
@@ -231,10 +238,14 @@ def scan_source(source: str, cell: int, lines: set[int] | None, aliases: set[str
     def implementation(node) -> bool:
         return getattr(node, "lineno", 0) in defined
 
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
             _attribute(node, add, aliases, implementation(node), magic_lines, offset)
         elif isinstance(node, ast.Name):
+            if node.id in INDIRECT and id(node) not in called:
+                add(node, "evasion", f"{node.id} used as a value")
             if node.id in DANGEROUS_NAMES:
                 add(node, "evasion", node.id)
             elif node.id in TAMPER_NAMES:
@@ -305,6 +316,8 @@ def _attribute(node, add, aliases, inside, magic_lines, offset) -> None:
         add(node, "tamper", dotted)
     if attr in SUSPICIOUS_ATTRS and root in aliases | {"Path()", "pathlib"}:
         add(node, "suspicious", dotted)
+    if attr in EVASION_ATTRS and root in aliases:
+        add(node, "evasion", dotted)
 
 
 def _call(node, add, aliases) -> None:
@@ -313,7 +326,7 @@ def _call(node, add, aliases) -> None:
         add(node, "evasion", f"{name}()")
     if name == "type" and len(node.args) == 3:
         add(node, "evasion", "type() with three arguments")
-    if name in ATTR_CALLS and len(node.args) >= 2:
+    if name in ATTR_CALLS and len(node.args) >= 2 and _root(node.args[0]) not in ("self", "cls"):
         key = node.args[1]
         if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
             add(node, "evasion", f"{name}() with a computed name")
@@ -357,9 +370,11 @@ def _import(node, add, inside) -> None:
 
 def _string(node, add, inside) -> None:
     value = node.value.strip()
-    if NORM_RE.match(value):
+    parts = value.split(".") if value and " " not in value and len(value) < 200 else []
+    if parts and any(NORM_RE.match(p) for p in parts):
         add(node, "delegation" if inside else "suspicious", f"string {value!r}")
-    elif value in EVASION_TORCH or value in DANGEROUS_ATTRS or value in {"eval", "exec", "__import__"}:
+    elif parts and (any(p in EVASION_TORCH or p in DANGEROUS_ATTRS or p in INDIRECT for p in parts)
+                    or any(p.startswith("_") and not (p.startswith("__") and p.endswith("__")) for p in parts)):
         add(node, "evasion", f"string {value!r}")
     elif value and "\n" not in value and len(value) < 300 and PATH_RE.search(value):
         add(node, "suspicious", f"path {value[:80]!r}")

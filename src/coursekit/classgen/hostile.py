@@ -88,6 +88,15 @@ def _append(*sources: str):
     return mutate
 
 
+def _without_second_part(nb) -> None:
+    """Drop the given (non-nbgrader) code cells after the last test cell: the MLP
+    experiment, ungraded by the autograder.  Students may delete them; the corpus
+    does, so that grading it costs the attacks, not a training run each."""
+    last = max(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") in a1.TESTS)
+    nb.cells[last + 1:] = [c for c in nb.cells[last + 1:]
+                           if not (c.cell_type == "code" and "nbgrader" not in c.metadata)]
+
+
 def _both(*mutates):
     def mutate(nb):
         for m in mutates:
@@ -461,7 +470,7 @@ def variants(port: int = DEFAULT_PORT) -> list[Variant]:
     x, y = _visible_constant_case()
     hardcoded = _eps_outside() + HARDCODE.format(x=json.dumps(x), y=json.dumps(y))
     solution = a1.solution()
-    return [
+    corpus = [
         Variant("h01_read", "reads source/, the gradebook, other students and the environment; "
                 "defines its layer from what it finds (release stub otherwise)",
                 {ANSWER: _stub()}, fails=ALL, mutate=_insert_after_answer(READ)),
@@ -490,6 +499,9 @@ def variants(port: int = DEFAULT_PORT) -> list[Variant]:
         Variant("h12_patch_reference", "the reference layer computes the same mistake, its code relabelled "
                 "(reversed momentum)", {ANSWER: _reversed_momentum() + PATCH_REFERENCE}, fails=ALL),
     ]
+    for variant in corpus:
+        variant.mutate = _both(_without_second_part, variant.mutate) if variant.mutate else _without_second_part
+    return corpus
 
 
 def honest() -> list[Variant]:
