@@ -40,18 +40,21 @@ def apply_extensions(c) -> None:
     # Autograde, execution phase.
     c.Autograde.autograde_preprocessors = _default(Autograde, "autograde_preprocessors")
 
-    # Trusted checks (coursekit.trusted): right after Execute, re-check the test
-    # cells registered in coursekit.checks.<assignment> OUTSIDE the student's kernel
-    # (their code re-run in a sandboxed child, references from the grader's own
-    # torch), detect delegation to the built-in layer, and record tamper/suspicious
-    # events.  A failed check puts an error output first in the test cell, so
-    # nbgrader's own SaveAutoGrades scores it 0: it only ever turns a pass into a
-    # fail.  No-op for assignments without checks (nbgrader's own test suite).
+    # Trusted checks (coursekit.trusted): ScanSubmission right before Execute reads
+    # the student's code statically and records what it attempts (so the flags
+    # exist even when the kernel never finishes); TrustedChecks right after Execute
+    # re-checks the test cells registered in coursekit.checks.<assignment> OUTSIDE
+    # the student's kernel (their code re-run in a sandboxed child, references from
+    # the grader's own torch) and detects delegation to the built-in layer.  A
+    # failed check puts an error output first in the test cell, so nbgrader's own
+    # SaveAutoGrades scores it 0: it only ever turns a pass into a fail.  Both are
+    # no-ops for assignments that are not the course's (nbgrader's own test suite).
     from nbgrader.preprocessors import Execute as _Execute
 
     _procs = list(c.Autograde.autograde_preprocessors)
     _at = next(i for i, p in enumerate(_procs) if p is _Execute or str(p).endswith("Execute"))
-    c.Autograde.autograde_preprocessors = _procs[: _at + 1] + ["coursekit.trusted.TrustedChecks"] + _procs[_at + 1:]
+    c.Autograde.autograde_preprocessors = (_procs[:_at] + ["coursekit.trusted.ScanSubmission", _procs[_at],
+                                                           "coursekit.trusted.TrustedChecks"] + _procs[_at + 1:])
 
     # Sandbox (coursekit.sandbox): the kernel that executes each submission runs
     # isolated (bubblewrap namespaces, unprivileged uid, no network, rlimits; see
