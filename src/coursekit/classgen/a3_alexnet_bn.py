@@ -5,8 +5,9 @@ removed, :func:`coursekit.classgen.solution_source`) and change a few lines, so
 the catalogue follows the notebook when it is edited; an edit that no longer
 applies raises instead of silently producing the solution.  ``fails`` is what
 SHOULD happen pedagogically: the test cells whose skill the mistake breaks.
-Every other autograded test cell must pass.  To keep the autograde run short,
-a wrong variant may carry two independent mistakes in different answer cells.
+Every other autograded test cell must pass.  To keep the autograde run short
+(every submission runs the notebook's experiments), a wrong variant carries
+one classic mistake plus at most two more, each caught by a different test.
 
 Answer cells: ``build_features`` (make_features), ``build_classifier``
 (make_classifier), ``build_alexnet``, ``train_one_epoch``, ``evaluate``; written
@@ -329,27 +330,28 @@ def _variants() -> list[Variant]:
                 "model.zero_grad(), @torch.no_grad() evaluate restoring the mode", full(**STYLE_B)),
         Variant("only_builder", "the three builders done, the two loops left blank",
                 {g: solution(g) for g in CODE_ANSWERS[:3]}, fails={"test_train_one_epoch", "test_evaluate"}),
-        Variant("bn_after_relu_no_zero_grad", "BatchNorm2d after the ReLU; no optimizer.zero_grad()",
-                mistakes(BN_AFTER_RELU, NO_ZERO_GRAD), fails={"test_features", "test_train_one_epoch"}),
-        Variant("softmax_before_ce", "Softmax applied to the logits before CrossEntropyLoss (train and evaluate)",
-                mistakes(SOFTMAX_TRAIN, SOFTMAX_EVAL), fails={"test_train_one_epoch", "test_evaluate"}),
-        Variant("eval_in_train_mode_bn_on_logits", "evaluate without model.eval(); BatchNorm1d after the last Linear",
+        # Each of the classic mistakes has its own variant, with at most one further, independent mistake
+        # in another answer cell (or another part of the same cell, caught by another test).
+        Variant("eval_in_train_mode", "evaluate without model.eval(); BatchNorm1d also after the last Linear",
                 mistakes(NO_EVAL_MODE, BN_ON_LOGITS), fails={"test_evaluate", "test_classifier"}),
-        Variant("eval_with_grad_not_frozen", "evaluate without torch.no_grad(); freeze_features ignored",
+        Variant("no_zero_grad", "no optimizer.zero_grad(); BatchNorm2d after the ReLU",
+                mistakes(NO_ZERO_GRAD, BN_AFTER_RELU), fails={"test_train_one_epoch", "test_features"}),
+        Variant("softmax_before_ce", "Softmax applied to the logits before CrossEntropyLoss (train and evaluate); "
+                "classifier input hard-coded as 256*pool*pool (ignores width)",
+                mistakes(SOFTMAX_TRAIN, SOFTMAX_EVAL, HARDCODED_IN_FEATURES),
+                fails={"test_train_one_epoch", "test_evaluate", "test_alexnet_shape"}),
+        Variant("eval_with_grad", "evaluate without torch.no_grad(); freeze_features ignored",
                 mistakes(NO_NO_GRAD, NOT_FROZEN), fails={"test_evaluate", "test_alexnet_freeze"}),
-        Variant("freeze_bn_too_hardcoded_in_features", "freezes the new BatchNorm2d too; classifier input "
-                "hard-coded as 256*pool*pool (ignores width)", mistakes(FREEZE_ALL_FEATURES, HARDCODED_IN_FEATURES),
-                fails={"test_alexnet_freeze", "test_alexnet_shape"}),
-        Variant("batch_mean_loss_no_train_mode", "evaluate averages the batch means; train_one_epoch never calls "
-                "model.train()", mistakes(MEAN_OF_BATCH_MEANS, NO_TRAIN_MODE),
-                fails={"test_evaluate", "test_train_one_epoch"}),
-        Variant("bn1d_after_relu_percent", "BatchNorm1d after the ReLU in the head; accuracy in percent",
-                mistakes(BN1D_AFTER_RELU, PERCENT_ACCURACY), fails={"test_classifier", "test_evaluate"}),
-        Variant("softmax_head_init_after_load", "Softmax as the head's last layer; re-initialises the model after "
-                "loading the pretrained weights", mistakes(SOFTMAX_HEAD, INIT_AFTER_LOAD),
+        Variant("no_train_mode", "train_one_epoch never calls model.train(); evaluate averages the batch means; "
+                "freezes the new BatchNorm2d too", mistakes(NO_TRAIN_MODE, MEAN_OF_BATCH_MEANS, FREEZE_ALL_FEATURES),
+                fails={"test_train_one_epoch", "test_evaluate", "test_alexnet_freeze"}),
+        Variant("bn1d_after_relu", "BatchNorm1d after the ReLU in the head; accuracy in percent; downloads the "
+                "pretrained weights itself instead of load_pretrained_convs",
+                mistakes(BN1D_AFTER_RELU, PERCENT_ACCURACY, OWN_DOWNLOAD),
+                fails={"test_classifier", "test_evaluate", "test_alexnet_freeze"}),
+        Variant("softmax_head", "Softmax as the head's last layer; re-initialises the model after loading the "
+                "pretrained weights", mistakes(SOFTMAX_HEAD, INIT_AFTER_LOAD),
                 fails={"test_classifier", "test_alexnet_freeze"}),
-        Variant("own_download", "downloads the pretrained weights itself instead of load_pretrained_convs",
-                mistakes(OWN_DOWNLOAD), fails={"test_alexnet_freeze"}),
     ]
 
 
