@@ -8,6 +8,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# nbgrader runs `alembic` from PATH when it creates a gradebook.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: venv setup release check-release demo test bench clean
 

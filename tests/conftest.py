@@ -16,6 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Notebooks executed by the tests run in fast mode, never in full (Colab) mode.
 os.environ.setdefault("COURSE_MODE", "fast")
+# nbgrader runs `alembic` from PATH when it creates a gradebook: make the venv's bin/ visible
+# even when pytest was started without activating the venv.
+os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 
 
 def make_course(dest: Path, assignments: list[str] | None = None) -> Course:

@@ -9,6 +9,7 @@ the course and fails if the committed ``release/`` differs.
 from __future__ import annotations
 
 import filecmp
+import os
 import shutil
 import subprocess
 import sys
@@ -56,13 +57,21 @@ class ColabBadge(NbGraderPreprocessor):
         return nb, resources
 
 
+def venv_env() -> dict[str, str]:
+    """The environment with this Python's bin/ first on PATH: nbgrader runs ``alembic``
+    from PATH when it creates a gradebook, and a plain shell may not have the venv active."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
 def generate(course: Course, assignments: list[str]) -> None:
     """Run ``nbgrader generate_assignment`` for each assignment in the course root."""
     for assignment in assignments:
         course.source_notebooks(assignment)  # clear error for an unknown id
         proc = subprocess.run(
             [sys.executable, "-m", "nbgrader", "generate_assignment", assignment, "--force"],
-            cwd=course.root, capture_output=True, text=True,
+            cwd=course.root, capture_output=True, text=True, env=venv_env(),
         )
         if proc.returncode != 0:
             raise CourseError(
