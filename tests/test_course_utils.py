@@ -16,6 +16,15 @@ import torch.nn as nn
 from conftest import REPO
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # small models on a shared 2-core machine: several torch threads only wait on each other
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def cu():
     spec = importlib.util.spec_from_file_location("course_utils", REPO / "notebooks" / "course_utils.py")
