@@ -206,14 +206,22 @@ def test_no_file_outside_the_working_copies_changes(run):
 
 
 def test_nothing_leaks_into_the_graded_notebooks(run):
+    # what the students' own cells printed (tracebacks of failing test cells quote test code by design)
     for variant in _hostile(run):
         for path in (run.course.autograded / variant.student / ASSIGNMENT).glob("*.ipynb"):
             nb = nbformat.read(str(path), as_version=4)
-            shown = "\n".join(str(o) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+            shown = "\n".join(str(o) for c in nb.cells if c.cell_type == "code" and not _is_test(c)
+                              for o in c.get("outputs", []))
             assert SECRET not in shown, f"{run.name}: {variant.student} printed the grader's secret"
             assert "HIDDEN TESTS" not in shown and "guarda comuna" not in shown, \
                 f"{run.name}: {variant.student} printed hidden tests"
-            assert "solució trobada" not in shown and "solució copiada" not in shown
+            assert "solució trobada" not in shown and "solució copiada" not in shown, \
+                f"{run.name}: {variant.student} found a solution"
+
+
+def _is_test(cell) -> bool:
+    meta = cell.metadata.get("nbgrader", {})
+    return bool(meta.get("grade")) and not meta.get("solution")
 
 
 def test_nothing_reaches_the_network(run, listener):
