@@ -21,6 +21,18 @@ os.environ.setdefault("COURSE_MODE", "fast")
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 
 
+def shared_module(*files: str, name: str = "notebook_shared"):
+    """notebooks/<files> executed one after the other in one namespace, as the shared cells of a
+    notebook are (course_loops.py uses names that course_utils.py defines)."""
+    import types
+
+    module = types.ModuleType(name)
+    for f in files:
+        path = REPO / "notebooks" / f
+        exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), module.__dict__)
+    return module
+
+
 def make_course(dest: Path, assignments: list[str] | None = None) -> Course:
     """Copy the instructor's files of the real course (no student data) to ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)

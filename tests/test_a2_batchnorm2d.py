@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import REPO, make_course, nbgrader
+from conftest import REPO, make_course, nbgrader, shared_module
 
 from coursekit import classgen, gradebook
 from coursekit.classgen import a2_batchnorm2d as catalogue
@@ -292,11 +292,7 @@ def test_batchnorm_collapses_with_tiny_batches_and_the_others_do_not():
     notebook's experiment code (the read-only cell `experiment_code`) on the generated images."""
     import torch
 
-    sys.path.insert(0, str(REPO / "notebooks"))
-    try:
-        import course_utils
-    finally:
-        sys.path.remove(str(REPO / "notebooks"))
+    course_utils = shared_module("course_utils.py", "course_loops.py")
     namespace = dict(vars(course_utils))
     namespace.update(torch=torch, nn=torch.nn, plt=None)
     exec(classgen.cell_by_grade_id(_read(SOURCE), "experiment_code").source, namespace)

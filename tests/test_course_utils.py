@@ -5,7 +5,6 @@ runs on small generated data, never downloads.
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
 
@@ -13,7 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import REPO
+from conftest import REPO, shared_module
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -27,10 +26,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def cu():
-    spec = importlib.util.spec_from_file_location("course_utils", REPO / "notebooks" / "course_utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return shared_module("course_utils.py", "course_loops.py")
 
 
 def tiny_cnn(num_classes):
