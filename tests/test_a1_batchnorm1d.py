@@ -218,7 +218,10 @@ def graded(tmp_path_factory):
     for course, variants in zip(courses, halves):
         nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
         classgen.write_class(course, ASSIGNMENT, variants)
-    procs = [subprocess.Popen([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force"],
+    # one math thread per kernel (the notebook's tensors are tiny; two graders share the two cores), as
+    # `coursekit grade` does; the sandbox passes these variables to the kernel
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force"], env=env,
                               cwd=course.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for course in courses]
     logs = [p.communicate(timeout=3600)[0] for p in procs]
