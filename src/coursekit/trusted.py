@@ -83,8 +83,8 @@ class _Submission:
     def scan(self, nb: NotebookNode, resources: dict) -> list[scan.Finding]:
         """The static findings (once per notebook: recorded by whichever preprocessor runs first)."""
         if SCAN_KEY not in resources:
-            release_nb = _release_notebook(self.root, self.assignment, self.notebook)
-            findings = scan.scan_notebook(nb, release_nb, costly_until=self.last)
+            given = _given_notebooks(self.root, self.assignment, self.notebook)
+            findings = scan.scan_notebook(nb, given, costly_until=self.last)
             grouped: dict[str, list[dict]] = defaultdict(list)
             for f in findings:
                 grouped[f.kind].append(f.as_dict())
@@ -207,12 +207,15 @@ def _course_salt(root: Path) -> bytes:
         return os.urandom(32)
 
 
-def _release_notebook(root: Path, assignment: str, notebook: str | None):
-    path = Path(root) / "release" / assignment / f"{notebook}.ipynb"
-    try:
-        return nbformat.read(str(path), as_version=4)
-    except Exception:
-        return None  # without it every line of a code cell counts as the student's
+def _given_notebooks(root: Path, assignment: str, notebook: str | None) -> list:
+    """The release and source versions of the notebook: what the student was given."""
+    out = []
+    for folder in ("release", "source"):
+        try:
+            out.append(nbformat.read(str(Path(root) / folder / assignment / f"{notebook}.ipynb"), as_version=4))
+        except Exception:
+            pass  # without them every line of an unlocked code cell counts as the student's
+    return out
 
 
 def _fails(output) -> bool:

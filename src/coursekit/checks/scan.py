@@ -111,29 +111,40 @@ def grade_id(cell) -> str | None:
     return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
 
 
-def student_lines(nb, release_nb=None) -> dict[int, set[int] | None]:
-    """For each non-test code cell: the 1-based lines the student wrote (None: all of them)."""
+def is_locked(cell) -> bool:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return bool(meta.get("locked")) and not meta.get("solution")
+
+
+def student_lines(nb, given=None) -> dict[int, set[int] | None]:
+    """For each non-test code cell: the 1-based lines the student wrote (None: all of them).
+
+    ``given``: the notebook(s) the student started from (release, source).  Locked
+    cells are given by definition: nbgrader restores them before execution."""
+    given = [] if given is None else given if isinstance(given, (list, tuple)) else [given]
     by_id, texts = {}, set()
-    if release_nb is not None:
-        for cell in release_nb.cells:
+    for reference in given:
+        for cell in reference.cells:
             if cell.cell_type == "code":
                 texts.add(cell.source.strip())
-                if grade_id(cell):
+                if grade_id(cell) and grade_id(cell) not in by_id:
                     by_id[grade_id(cell)] = cell.source
     out: dict[int, set[int] | None] = {}
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or is_test_cell(cell):
             continue
-        if release_nb is None:
+        if is_locked(cell):
+            out[index] = set()
+            continue
+        if not given:
             out[index] = None
             continue
-        given = by_id.get(grade_id(cell)) if grade_id(cell) else None
-        if given is None:
+        old = by_id.get(grade_id(cell)) if grade_id(cell) else None
+        if old is None:
             out[index] = set() if cell.source.strip() in texts else None
             continue
-        old, new = given.splitlines(), cell.source.splitlines()
         changed: set[int] = set()
-        matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+        matcher = difflib.SequenceMatcher(None, old.splitlines(), cell.source.splitlines(), autojunk=False)
         for op, _, _, j1, j2 in matcher.get_opcodes():
             if op in ("replace", "insert"):
                 changed.update(range(j1 + 1, j2 + 1))
@@ -160,12 +171,12 @@ def module_aliases(nb) -> set[str]:
     return names
 
 
-def scan_notebook(nb, release_nb=None, costly_until: int | None = None) -> list[Finding]:
+def scan_notebook(nb, given=None, costly_until: int | None = None) -> list[Finding]:
     """Findings in the student's lines.  Costly kinds found at or after cell index
     ``costly_until`` (code that only runs after the checked tests) become suspicious."""
     aliases = module_aliases(nb)
     findings: list[Finding] = []
-    for index, lines in student_lines(nb, release_nb).items():
+    for index, lines in student_lines(nb, given).items():
         if lines is not None and not lines:
             continue
         cell = nb.cells[index]
