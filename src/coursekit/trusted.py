@@ -49,6 +49,8 @@ from coursekit.paths import ASSIGNMENTS
 ERROR_NAME = "VerificacioIndependent"
 UNVERIFIED = ("no s'ha pogut verificar la teva implementació fora del nucli ({why}); "
               "torna a executar el quadern de dalt a baix i comprova que no falla ni es penja")
+FORGED = ("aquesta prova ha fallat; el resultat que la cel·la mostra abans de l'error no compta "
+          "com a puntuació parcial")
 DELEGATION = ("la implementació ha de ser teva: s'ha detectat {what}. "
               "No pots fer servir F.batch_norm, nn.BatchNorm1d ni cap capa de normalització de PyTorch, "
               "ni amagar el codi (eval, exec, getattr amb noms calculats, torch._C, torch.ops...)")
@@ -120,6 +122,11 @@ class TrustedChecks(NbGraderPreprocessor):
         findings = sub.scan(nb, resources)
         for sign in output_signs(nb):
             sub.record("tamper", source="outputs", **sign)
+            # nbgrader takes partial credit from the first execute_result, even when an
+            # error follows: in the course's test cells (asserts, no partial credit) the
+            # error comes first, checked or not
+            cell = nb.cells[sign["index"]]
+            cell.outputs.insert(0, _error_output(FORGED))
         if not sub.checked:
             return nb, resources
         registry, by_id, checked, last = sub.registry, sub.by_id, sub.checked, sub.last
@@ -236,12 +243,13 @@ def _first_output_fails(cell) -> bool:
 def output_signs(nb) -> list[dict]:
     """Test cells whose outputs look forged: a result shown before an error."""
     signs = []
-    for cell in nb.cells:
+    for index, cell in enumerate(nb.cells):
         if not scan.is_test_cell(cell):
             continue
         kinds = [o.get("output_type") for o in cell.get("outputs", [])]
         if "execute_result" in kinds and any(_fails(o) for o in cell.outputs) and not _first_output_fails(cell):
-            signs.append({"grade_id": scan.grade_id(cell), "sign": "a result shown before an error"})
+            signs.append({"grade_id": scan.grade_id(cell), "index": index,
+                          "sign": "a result shown before an error"})
     return signs
 
 
