@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 # nbgrader runs `alembic` from PATH when it creates a gradebook.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv setup release check-release demo test bench clean
+.PHONY: venv setup release check-release demo test test-nbgrader bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# nbgrader's own test suites, with the course's extensions loaded (README "nbgrader's own promises").
+test-nbgrader: setup
+	cd $$(mktemp -d) && JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter_config $(CURDIR)/$(PY) -m pytest -q -p no:cacheprovider \
+	  --pyargs nbgrader.tests.apps.test_nbgrader_autograde nbgrader.tests.apps.test_nbgrader_zip_collect
 
 bench: setup
 	$(PY) -m coursekit bench

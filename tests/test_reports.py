@@ -75,7 +75,11 @@ def test_feedback_html_per_graded_student(reported):
     course = reported["course"]
     for v in reported["variants"]:
         page = course.feedback / v.student / T.ASSIGNMENT / "tiny.html"
-        assert page.is_file() and "test_double" in page.read_text(encoding="utf-8")
+        html = page.read_text(encoding="utf-8") if page.is_file() else ""
+        assert "test_double" in html, f"no feedback for {v.student}"
+        # hidden tests stay hidden: their source is not in what students take home
+        # (the marker comment survives syntax highlighting as one span; nbgrader's default keeps it)
+        assert "HIDDEN TESTS" not in html
     assert reported["summary"]["feedback"]["count"] == len(reported["variants"])
 
 

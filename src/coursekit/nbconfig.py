@@ -71,3 +71,11 @@ def apply_extensions(c) -> None:
         else p
         for p in c.Autograde.autograde_preprocessors
     ]
+
+    # Feedback: students get their graded notebook without the hidden tests' source
+    # (the failing assertion's message still shows), so hidden tests stay hidden
+    # for the next class.  nbgrader's default would show them.
+    from nbgrader.converters import GenerateFeedback
+
+    feedback = _default(GenerateFeedback, "preprocessors")
+    c.GenerateFeedback.preprocessors = feedback[:1] + ["nbgrader.preprocessors.ClearHiddenTests"] + feedback[1:]
