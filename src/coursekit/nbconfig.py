@@ -78,4 +78,7 @@ def apply_extensions(c) -> None:
     from nbgrader.converters import GenerateFeedback
 
     feedback = _default(GenerateFeedback, "preprocessors")
-    c.GenerateFeedback.preprocessors = feedback[:1] + ["nbgrader.preprocessors.ClearHiddenTests"] + feedback[1:]
+    c.GenerateFeedback.preprocessors = feedback[:1] + [
+        "coursekit.reports.HideHiddenTests",  # also from the failing cells' tracebacks
+        "nbgrader.preprocessors.ClearHiddenTests",
+    ] + feedback[1:]

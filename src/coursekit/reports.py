@@ -40,8 +40,29 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from nbgrader.preprocessors import NbGraderPreprocessor
+
 from coursekit import events, gradebook
 from coursekit.paths import Course, CourseError
+
+HIDDEN_MARKER = "### BEGIN HIDDEN TESTS"
+
+
+class HideHiddenTests(NbGraderPreprocessor):
+    """Feedback preprocessor: a test cell with hidden tests shows no hidden source.
+
+    nbgrader's ``ClearHiddenTests`` (after this one in ``GenerateFeedback``) removes
+    the hidden lines from the cell, but a failing cell's traceback quotes the code
+    around the failing line; keep only the error's name and message (the Catalan
+    message that says what is wrong).
+    """
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code" and HIDDEN_MARKER in cell.source:
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "error":
+                    out["traceback"] = [f"{out.get('ename', 'Error')}: {out.get('evalue', '')}"]
+        return cell, resources
 
 # Event kinds that are bookkeeping, not something to look at.
 QUIET_KINDS = {"intake", "grading_started", "graded"}
