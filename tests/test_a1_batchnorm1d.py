@@ -21,7 +21,7 @@ import nbformat
 import pytest
 from conftest import REPO, make_course, nbgrader
 
-from coursekit import classgen, gradebook
+from coursekit import classgen, gradebook, nbshared
 from coursekit.classgen import a1_batchnorm1d as catalogue
 from coursekit.paths import Course
 from coursekit.release import BADGE_ROLE, release_differences
@@ -34,16 +34,6 @@ STUB_RE = re.compile(r"^([ \t]*)# EL TEU CODI AQUÍ\n\1raise NotImplementedError
 TEXT_STUB = "ESCRIU AQUÍ LA TEVA RESPOSTA"
 GUARD_RE = re.compile(r"# ── guarda comuna.*?# ── fi de la guarda comuna ──", re.DOTALL)
 VARIANTS = catalogue.VARIANTS
-
-
-@pytest.fixture(scope="module", autouse=True)
-def venv_on_path():
-    # nbgrader runs `alembic` from PATH when it creates a gradebook; when pytest is started as
-    # .venv/bin/pytest without an activated venv, the venv's bin is not there.
-    old = os.environ.get("PATH", "")
-    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + old
-    yield
-    os.environ["PATH"] = old
 
 
 def _nbg(cell) -> dict:
@@ -149,9 +139,12 @@ def test_release_has_four_blanks_and_nothing_hidden():
         rel_cell = classgen.cell_by_grade_id(release, _nbg(src_cell)["grade_id"])
         assert rel_cell.source.strip() == src_cell.source.split("### BEGIN HIDDEN TESTS")[0].strip()
         assert _nbg(rel_cell)["locked"] and _nbg(rel_cell)["points"] == _nbg(src_cell)["points"]
-    shared = classgen.cell_by_grade_id(release, "shared_course_utils").source
-    assert shared == "# coursekit: shared course_utils.py\n" + \
-        (REPO / "notebooks" / "course_utils.py").read_text(encoding="utf-8").rstrip("\n")
+    # the shared helper cells carry the current notebooks/ files (the release opens alone in Colab)
+    shared = [(cell, f) for cell, f in nbshared.shared_cells(release)]
+    assert "course_utils.py" in [f for _, f in shared]
+    for cell, filename in shared:
+        assert cell.source == nbshared.expected_source(Course.at(REPO), filename), filename
+        assert _nbg(cell)["locked"] and not _nbg(cell)["grade"], filename
 
 
 def test_release_alone_fails_only_in_the_blanks(tmp_path, monkeypatch):
