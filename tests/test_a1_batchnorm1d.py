@@ -11,14 +11,11 @@
 """
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-import nbformat
 import pytest
+from assignment_checks import grade_catalogue, wrong_points
+from assignment_checks import grade_cells as _test_cells, nbg as _nbg, outside_solutions as _outside_solutions, read_nb as _read
 from conftest import REPO, make_course, nbgrader
 
 from coursekit import classgen, gradebook, nbshared
@@ -34,18 +31,6 @@ STUB_RE = re.compile(r"^([ \t]*)# EL TEU CODI AQUÍ\n\1raise NotImplementedError
 TEXT_STUB = "ESCRIU AQUÍ LA TEVA RESPOSTA"
 GUARD_RE = re.compile(r"# ── guarda comuna.*?# ── fi de la guarda comuna ──", re.DOTALL)
 VARIANTS = catalogue.VARIANTS
-
-
-def _nbg(cell) -> dict:
-    return cell.metadata.get("nbgrader", {})
-
-
-def _read(path: Path):
-    return nbformat.read(str(path), as_version=4)
-
-
-def _test_cells(nb):
-    return [c for c in nb.cells if _nbg(c).get("grade") and not _nbg(c).get("solution")]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -83,10 +68,6 @@ def test_source_cells_and_metadata():
     shared = nb.cells[ids.index("shared_course_utils")]
     assert shared.source.startswith("# coursekit: shared course_utils.py\n") and _nbg(shared)["locked"]
     assert not _nbg(shared)["grade"] and not _nbg(shared)["solution"]
-
-
-def _outside_solutions(src: str) -> str:
-    return re.sub(r"### BEGIN SOLUTION.*?### END SOLUTION", "", src, flags=re.DOTALL)
 
 
 def test_hidden_guard_is_identical_in_every_test_cell():
@@ -203,36 +184,13 @@ def test_catalogue_is_consistent():
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """The whole catalogue generated and autograded once by plain nbgrader: two scratch courses with half of
-    the class each, graded side by side (one nbgrader per core; each course has its own gradebook)."""
-    root = tmp_path_factory.mktemp("a1")
-    halves = [VARIANTS[0::2], VARIANTS[1::2]]
-    courses = [make_course(root / f"course{i}", [ASSIGNMENT]) for i in range(len(halves))]
-    for course, variants in zip(courses, halves):
-        nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
-        classgen.write_class(course, ASSIGNMENT, variants)
-    # one math thread per kernel (the notebook's tensors are tiny; two graders share the two cores), as
-    # `coursekit grade` does; the sandbox passes these variables to the kernel
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force"], env=env,
-                              cwd=course.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for course in courses]
-    logs = [p.communicate(timeout=3600)[0] for p in procs]
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-5000:]
-    scores = {}
-    for course in courses:
-        scores.update(gradebook.scores(course, ASSIGNMENT))
-    return courses, scores, gradebook.max_scores(courses[0], ASSIGNMENT)
-
-
-def _autograded(courses, student: str) -> Path:
-    return next(c.autograded / student / ASSIGNMENT / NOTEBOOK for c in courses
-                if (c.autograded / student).is_dir())
+    """The whole catalogue generated and autograded once by plain nbgrader (two scratch courses graded
+    side by side)."""
+    return grade_catalogue(tmp_path_factory.mktemp("graded"), ASSIGNMENT, VARIANTS)
 
 
 def test_gradebook_lists_the_tests_of_the_notebook(graded):
-    courses, scores, maxima = graded
+    courses, scores, maxima = graded.courses, graded.scores, graded.maxima
     for course in courses:
         assert tuple(gradebook.autograded_tests(course, ASSIGNMENT)) == catalogue.TESTS
     assert set(scores) == {v.student for v in VARIANTS}
@@ -240,18 +198,14 @@ def test_gradebook_lists_the_tests_of_the_notebook(graded):
 
 
 def test_solution_gets_every_point_and_blank_none(graded):
-    _, scores, maxima = graded
+    scores, maxima = graded.scores, graded.maxima
     assert {t: scores["solution"][t] for t in catalogue.TESTS} == {t: maxima[t] for t in catalogue.TESTS}
     assert sum(scores["blank"][t] for t in catalogue.TESTS) == 0
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v.student for v in VARIANTS])
 def test_variant_gets_exactly_its_points(graded, variant):
-    _, scores, maxima = graded
-    want = classgen.expected_pass(variant, list(catalogue.TESTS))
-    got = {t: scores[variant.student][t] == maxima[t] for t in catalogue.TESTS}
-    assert all(scores[variant.student][t] in (0, maxima[t]) for t in catalogue.TESTS)
-    wrong = {t: ("passed" if got[t] else "failed") for t in catalogue.TESTS if got[t] != want[t]}
+    wrong = wrong_points(graded, variant, catalogue.TESTS)
     assert not wrong, f"{variant.student} ({variant.description}): {wrong}"
 
 
@@ -259,8 +213,7 @@ def test_solution_notebook_runs_whole_and_bn_trains_faster(graded):
     """In the graded (fast-mode) solution every cell ran without error, and on the generated data the
     notebook's claim holds: with MyBatchNorm1d the MLP ends with a lower training loss and a higher
     validation accuracy than without."""
-    courses, _, _ = graded
-    nb = _read(_autograded(courses, "solution"))
+    nb = _read(graded.autograded("solution", ASSIGNMENT, NOTEBOOK))
     assert not [c.get("id") for c in nb.cells if any(o.output_type == "error" for o in c.get("outputs", []))]
     results_cell = next(c for c in nb.cells if c.get("id") == "part2-results")
     text = "".join(o.get("text", "") for o in results_cell.outputs)

@@ -14,13 +14,11 @@
 """
 from __future__ import annotations
 
-import os
 import re
-import sys
-from pathlib import Path
 
-import nbformat
 import pytest
+from assignment_checks import grade_catalogue, wrong_points
+from assignment_checks import grade_cells as _test_cells, nbg as _nbg, outside_solutions as _outside_solutions, read_nb as _read
 from conftest import REPO, make_course, nbgrader, shared_module
 
 from coursekit import classgen, gradebook
@@ -38,32 +36,6 @@ ANSWERS = (catalogue.LAYER, catalogue.FUNCTION)
 QUESTION = "answer_small_batches"
 TOOLS_RE = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?# --- fi de les eines comunes ---)", re.DOTALL)
 VARIANTS = catalogue.VARIANTS
-
-
-@pytest.fixture(scope="module", autouse=True)
-def venv_on_path():
-    # nbgrader runs `alembic` from PATH when it creates a gradebook; when pytest is started as
-    # .venv/bin/pytest without an activated venv, the venv's bin is not there.
-    old = os.environ.get("PATH", "")
-    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + old
-    yield
-    os.environ["PATH"] = old
-
-
-def _nbg(cell) -> dict:
-    return cell.metadata.get("nbgrader", {})
-
-
-def _read(path: Path):
-    return nbformat.read(str(path), as_version=4)
-
-
-def _test_cells(nb):
-    return [c for c in nb.cells if _nbg(c).get("grade") and not _nbg(c).get("solution")]
-
-
-def _outside_solutions(src: str) -> str:
-    return re.sub(r"### BEGIN SOLUTION.*?### END SOLUTION", "", src, flags=re.DOTALL)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -240,41 +212,34 @@ def test_catalogue_is_consistent():
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """The whole catalogue generated and autograded once, by plain nbgrader, in a scratch course."""
-    course = make_course(tmp_path_factory.mktemp("a2") / "course", [ASSIGNMENT])
-    nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
-    classgen.write_class(course, ASSIGNMENT, VARIANTS)
-    nbgrader(course, "autograde", ASSIGNMENT, "--force")
-    return course, gradebook.scores(course, ASSIGNMENT), gradebook.max_scores(course, ASSIGNMENT)
+    """The whole catalogue generated and autograded once by plain nbgrader (two scratch courses graded
+    side by side)."""
+    return grade_catalogue(tmp_path_factory.mktemp("graded"), ASSIGNMENT, VARIANTS)
 
 
 def test_gradebook_lists_the_tests_of_the_notebook(graded):
-    course, scores, maxima = graded
-    assert tuple(gradebook.autograded_tests(course, ASSIGNMENT)) == catalogue.TESTS
+    scores, maxima = graded.scores, graded.maxima
+    for course in graded.courses:
+        assert tuple(gradebook.autograded_tests(course, ASSIGNMENT)) == catalogue.TESTS
     assert set(scores) == {v.student for v in VARIANTS}
     assert maxima[QUESTION] == 3 and all(maxima[t] > 0 for t in catalogue.TESTS)
 
 
 def test_solution_gets_every_point_and_blank_none(graded):
-    _, scores, maxima = graded
+    scores, maxima = graded.scores, graded.maxima
     assert {t: scores["solution"][t] for t in catalogue.TESTS} == {t: maxima[t] for t in catalogue.TESTS}
     assert sum(scores["blank"][t] for t in catalogue.TESTS) == 0
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v.student for v in VARIANTS])
 def test_variant_gets_exactly_its_points(graded, variant):
-    _, scores, maxima = graded
-    want = classgen.expected_pass(variant, list(catalogue.TESTS))
-    got = {t: scores[variant.student][t] == maxima[t] for t in catalogue.TESTS}
-    assert all(scores[variant.student][t] in (0, maxima[t]) for t in catalogue.TESTS)
-    wrong = {t: ("passed" if got[t] else "failed") for t in catalogue.TESTS if got[t] != want[t]}
+    wrong = wrong_points(graded, variant, catalogue.TESTS)
     assert not wrong, f"{variant.student} ({variant.description}): {wrong}"
 
 
 def test_solution_notebook_runs_whole_with_the_plot(graded):
     """In the graded (fast-mode) solution every cell ran without error and the experiment plotted."""
-    course, _, _ = graded
-    nb = _read(course.autograded / "solution" / ASSIGNMENT / NOTEBOOK)
+    nb = _read(graded.autograded("solution", ASSIGNMENT, NOTEBOOK))
     assert not [_nbg(c).get("grade_id") for c in nb.cells if any(o.output_type == "error" for o in c.get("outputs", []))]
     run = classgen.cell_by_grade_id(nb, "experiment_run")
     text = "".join(o.get("text", "") for o in run.outputs)

@@ -15,13 +15,11 @@
 """
 from __future__ import annotations
 
-import os
 import re
-import sys
-from pathlib import Path
 
-import nbformat
 import pytest
+from assignment_checks import grade_catalogue, wrong_points
+from assignment_checks import grade_cells as _test_cells, nbg as _nbg, read_nb as _read
 from conftest import REPO, make_course, nbgrader
 
 from coursekit import classgen, gradebook
@@ -40,27 +38,6 @@ POINTS = {"test_features": 3, "test_classifier": 2, "test_alexnet_shape": 2, "te
           "answer_comparison": 3, "answer_learning_rate": 3, "answer_activations": 3, "answer_transfer": 2}
 GIVEN = ("shared_course_utils", "given_setup", "given_alexnet")
 VARIANTS = catalogue.VARIANTS
-
-
-@pytest.fixture(scope="module", autouse=True)
-def venv_on_path():
-    # nbgrader runs `alembic` from PATH when it creates a gradebook; .venv/bin may not be on PATH.
-    old = os.environ.get("PATH", "")
-    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + old
-    yield
-    os.environ["PATH"] = old
-
-
-def _nbg(cell) -> dict:
-    return cell.metadata.get("nbgrader", {})
-
-
-def _read(path: Path):
-    return nbformat.read(str(path), as_version=4)
-
-
-def _test_cells(nb):
-    return [c for c in nb.cells if _nbg(c).get("grade") and not _nbg(c).get("solution")]
 
 
 def _ids(nb) -> list:
@@ -217,34 +194,28 @@ def test_catalogue_is_consistent():
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """The whole catalogue generated and autograded once, by plain nbgrader, in a scratch course."""
-    course = make_course(tmp_path_factory.mktemp("a3") / "course", [ASSIGNMENT])
-    nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
-    classgen.write_class(course, ASSIGNMENT, VARIANTS)
-    nbgrader(course, "autograde", ASSIGNMENT, "--force")
-    return course, gradebook.scores(course, ASSIGNMENT), gradebook.max_scores(course, ASSIGNMENT)
+    """The whole catalogue generated and autograded once by plain nbgrader (two scratch courses graded
+    side by side)."""
+    return grade_catalogue(tmp_path_factory.mktemp("graded"), ASSIGNMENT, VARIANTS)
 
 
 def test_gradebook_lists_the_tests_of_the_notebook(graded):
-    course, scores, maxima = graded
-    assert tuple(gradebook.autograded_tests(course, ASSIGNMENT)) == catalogue.TESTS
+    scores, maxima = graded.scores, graded.maxima
+    for course in graded.courses:
+        assert tuple(gradebook.autograded_tests(course, ASSIGNMENT)) == catalogue.TESTS
     assert set(scores) == {v.student for v in VARIANTS}
     assert maxima == POINTS
 
 
 def test_solution_gets_every_point_and_blank_none(graded):
-    _, scores, maxima = graded
+    scores, maxima = graded.scores, graded.maxima
     assert {t: scores["solution"][t] for t in catalogue.TESTS} == {t: maxima[t] for t in catalogue.TESTS}
     assert sum(scores["blank"][t] for t in catalogue.TESTS) == 0
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v.student for v in VARIANTS])
 def test_variant_gets_exactly_its_points(graded, variant):
-    _, scores, maxima = graded
-    want = classgen.expected_pass(variant, list(catalogue.TESTS))
-    got = {t: scores[variant.student][t] == maxima[t] for t in catalogue.TESTS}
-    assert all(scores[variant.student][t] in (0, maxima[t]) for t in catalogue.TESTS)
-    wrong = {t: ("passed" if got[t] else "failed") for t in catalogue.TESTS if got[t] != want[t]}
+    wrong = wrong_points(graded, variant, catalogue.TESTS)
     assert not wrong, f"{variant.student} ({variant.description}): {wrong}"
 
 
@@ -258,8 +229,7 @@ def test_correct_submissions_run_whole_and_show_the_claims(graded, student):
     """In a graded (fast-mode) correct submission every cell ran without error, every experiment drew its
     plot, and the printed results say what the prose claims: +BN reaches the baseline's best validation
     accuracy in fewer epochs, and at the sweep's highest learning rate only the BN network learns."""
-    course, _, _ = graded
-    nb = _read(course.autograded / student / ASSIGNMENT / NOTEBOOK)
+    nb = _read(graded.autograded(student, ASSIGNMENT, NOTEBOOK))
     errors = [c.get("id") for c in nb.cells if any(o.output_type == "error" for o in c.get("outputs", []))]
     assert not errors
     for cell_id in ("data", "exp-compare", "exp-lr", "exp-activations", "exp-transfer"):
