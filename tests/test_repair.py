@@ -293,3 +293,27 @@ def test_a1_originals_are_byte_identical_after_grading(a1):
         entry = intake["students"][v.student]["files"][0]
         path = course.submitted / v.student / A1 / entry["notebook"]
         assert T.digests(path.parent)[entry["notebook"]] == entry["sha256"]
+
+
+def test_editor_metadata_the_release_carries_is_the_courses_own():
+    """A release may ask Colab for a GPU (notebook metadata ``accelerator``/``colab``): a submission
+    that kept it unchanged is not "repaired"; Colab's own additions still are removed."""
+    import copy
+
+    import nbformat
+
+    from coursekit.repair import repair_notebook
+
+    release = nbformat.v4.new_notebook(metadata={"accelerator": "GPU", "colab": {"gpuType": "T4"},
+                                                 "kernelspec": {"name": "python3", "display_name": "Python 3"}})
+    release.cells = [nbformat.v4.new_markdown_cell("# títol"), nbformat.v4.new_code_cell(
+        "# EL TEU CODI AQUÍ\nraise NotImplementedError()",
+        metadata={"nbgrader": {"grade": False, "grade_id": "answer", "locked": False, "schema_version": 3,
+                               "solution": True, "task": False}})]
+    kept = copy.deepcopy(release)
+    assert repair_notebook(kept, release) == []
+    assert kept.metadata["accelerator"] == "GPU"
+    edited = copy.deepcopy(release)
+    edited.metadata["colab"] = {"gpuType": "T4", "provenance": []}
+    actions = repair_notebook(edited, release)
+    assert any("colab" in a for a in actions) and "colab" not in edited.metadata

@@ -231,3 +231,22 @@ def test_preprocessor_is_a_no_op_for_other_assignments(tmp_path):
                               "db_url": f"sqlite:///{tmp_path / 'gradebook.db'}"}}
     TrustedChecks().preprocess(nb, resources)
     assert nb == before and not Path(tmp_path / ".coursekit").exists()
+
+
+def test_builtin_norm_layers_are_delegation_only_where_built_by_hand(tmp_path):
+    """Naming nn.BatchNorm2d is delegation in assignment 1, but the point of assignment 3."""
+    from coursekit.trusted import ScanSubmission
+
+    course = make_course(tmp_path / "course", ["a1_batchnorm1d", "a3_alexnet_bn"])
+    code = "import torch.nn as nn\n\ndef block(c):\n    return nn.Sequential(nn.Conv2d(c, c, 3), nn.BatchNorm2d(c))\n"
+    flagged = {}
+    for assignment in ("a1_batchnorm1d", "a3_alexnet_bn"):
+        answer = {"nbgrader": {"grade": False, "grade_id": "impl", "locked": False, "schema_version": 3,
+                               "solution": True, "task": False}}
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code, metadata=answer)])
+        resources = {"nbgrader": {"assignment": assignment, "student": "s", "notebook": "nb",
+                                  "db_url": f"sqlite:///{course.gradebook}"}}
+        ScanSubmission().preprocess(nb, resources)
+        flagged[assignment] = {e.get("finding") for e in events.read(course.root, assignment, "s")}
+    assert "delegation" in flagged["a1_batchnorm1d"]
+    assert "delegation" not in flagged["a3_alexnet_bn"]

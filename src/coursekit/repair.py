@@ -271,7 +271,8 @@ def repair_notebook(nb, release, test_threshold: float = 0.6) -> list[str]:
         return actions
 
     # 1. Colab / VS Code metadata and kernelspec.
-    removed = [k for k in FOREIGN_NB_KEYS if k in nb.metadata]
+    # (keys the release itself carries, e.g. Colab's GPU accelerator, are the course's own)
+    removed = [k for k in FOREIGN_NB_KEYS if k in nb.metadata and nb.metadata[k] != release.metadata.get(k)]
     for key in removed:
         del nb.metadata[key]
     n_cells = 0
