@@ -8,9 +8,12 @@ under ``.coursekit/bench/``:
 * plain serial ``nbgrader autograde`` and ``coursekit grade --jobs N``, wall
   time, their ratio and seconds per submission, and a check that both
   gradebooks hold the same ``auto_score`` for every grade cell;
-* where the parallel run's time goes per submission (from the workers'
-  per-submission nbgrader logs: sanitize, kernel start + execution, the
-  preprocessors after execution);
+* where the parallel run's time goes per submission (medians, from the
+  workers' per-submission logs and the cell timings nbclient records:
+  nbgrader set-up + sanitize, kernel start, execution, trusted checks, the
+  rest), and how many kernels came warm from the sandbox's fork server;
+* the CPU seconds of both runs (processes they waited for) and the load
+  average, since the machine is shared;
 * the fast-mode execution time of every assignment's solution notebook on one
   core (targets: a2 under 30 s, a3 under 60 s);
 * the sandbox's start-up numbers, when ``coursekit.sandbox`` offers a
