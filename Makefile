@@ -40,7 +40,7 @@ demo: setup
 	$(PY) -m coursekit demo
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # nbgrader's own test suites, with the course's extensions loaded (README "nbgrader's own promises").
 test-nbgrader: setup
