@@ -16,7 +16,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from coursekit.classgen import Variant, solution_source
+from coursekit.classgen import Variant, delegation, solution_source
 from coursekit.paths import Course, CourseError
 
 ASSIGNMENT = "a1_batchnorm1d"
@@ -130,60 +130,12 @@ REVERSED_MOMENTUM = (
     (RUNNING_VAR, I + "    self.running_var.mul_(self.momentum).add_((1 - self.momentum) * n / (n - 1) * batch_var)\n"),
 )
 
-SUBCLASS = '''\
-import torch
-import torch.nn as nn
-
-
-class MyBatchNorm1d(nn.BatchNorm1d):
-    """Hereta tot de nn.BatchNorm1d i només hi afegeix els noms gamma i beta."""
-
-    def __init__(self, num_features, eps=1e-5, momentum=0.1):
-        super().__init__(num_features, eps=eps, momentum=momentum)
-        self.gamma = self.weight
-        self.beta = self.bias
-'''
-
-WRAPPER = '''\
-import torch
-import torch.nn as nn
-
-
-class MyBatchNorm1d(nn.Module):
-    """Embolcalla una nn.BatchNorm1d."""
-
-    def __init__(self, num_features, eps=1e-5, momentum=0.1):
-        super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.bn = nn.BatchNorm1d(num_features, eps=eps, momentum=momentum)
-        self.gamma, self.beta = self.bn.weight, self.bn.bias
-
-    @property
-    def running_mean(self):
-        return self.bn.running_mean
-
-    @property
-    def running_var(self):
-        return self.bn.running_var
-
-    def forward(self, x):
-        return self.bn(x)
-'''
-
-PATCH_COMPARISONS = '''
-
-# "Arreglem" les proves: tota comparació dona vertader.
-torch.allclose = lambda *args, **kwargs: True
-torch.equal = lambda *args, **kwargs: True
-torch.testing.assert_close = lambda *args, **kwargs: None
-'''
-
-PATCH_REFERENCE = '''
-
-# La referència de les proves passa a ser la nostra capa.
-nn.BatchNorm1d = MyBatchNorm1d
-nn.modules.batchnorm.BatchNorm1d = MyBatchNorm1d
-'''
+_DELEGATION = delegation.sources("MyBatchNorm1d", "BatchNorm1d")
+_IMPORTS = "import torch\nimport torch.nn as nn\n\n\n"
+SUBCLASS = _IMPORTS + _DELEGATION["SUBCLASS"]
+WRAPPER = _IMPORTS + _DELEGATION["WRAPPER"]
+PATCH_COMPARISONS = _DELEGATION["PATCH_COMPARISONS"]
+PATCH_REFERENCE = _DELEGATION["PATCH_REFERENCE"]
 
 
 def _variants() -> list[Variant]:
