@@ -37,6 +37,9 @@ def make_course(dest: Path, assignments: list[str] | None = None) -> Course:
     """Copy the instructor's files of the real course (no student data) to ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "nbgrader_config.py", dest / "nbgrader_config.py")
+    # the shared material that release generation inserts (student guide texts)
+    shutil.copytree(REPO / "notebooks", dest / "notebooks", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
     for folder in ("source", "release"):
         for a in assignments or [p.name for p in (REPO / folder).iterdir() if p.is_dir()]:
             if (REPO / folder / a).is_dir():

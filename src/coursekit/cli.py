@@ -14,6 +14,7 @@ import sys
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "release": ("coursekit.release", "regenerate release/ from source/ (nbgrader generate_assignment)"),
+    "publish": ("coursekit.publish", "write release/ and a student README into the public mirror"),
     "sync": ("coursekit.nbshared", "inline the shared notebook code into the source notebooks"),
     "classgen": ("coursekit.classgen", "write a generated class of submissions into submitted/"),
     "collect": ("coursekit.intake", "map an LMS export to submitted/<student>/<assignment>/"),

@@ -16,9 +16,11 @@ def apply_extensions(c) -> None:
     from nbgrader.converters import Autograde, GenerateAssignment
 
     # Release: a Colab badge pointing at the committed release copy.
+    # Last, once solutions and hidden tests are gone: the student guide (before you
+    # start, self-check, hand-in; coursekit.student_guide).
     c.GenerateAssignment.preprocessors = ["coursekit.release.ColabBadge"] + _default(
         GenerateAssignment, "preprocessors"
-    )
+    ) + ["coursekit.student_guide.StudentGuide"]
 
     # Autograde, sanitize phase (before execution).
     c.Autograde.sanitize_preprocessors = _default(Autograde, "sanitize_preprocessors")

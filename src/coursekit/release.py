@@ -80,10 +80,13 @@ def generate(course: Course, assignments: list[str]) -> None:
 
 
 def scratch_copy(course: Course, dest: Path) -> Course:
-    """A copy of the course's instructor files (config, source/) in ``dest``, without any student data."""
+    """A copy of the course's instructor files (config, source/, the shared notebooks/ material that
+    generation inserts into releases) in ``dest``, without any student data."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(course.root / "nbgrader_config.py", dest / "nbgrader_config.py")
     shutil.copytree(course.source, dest / "source", dirs_exist_ok=True)
+    if (course.root / "notebooks").is_dir():
+        shutil.copytree(course.root / "notebooks", dest / "notebooks", dirs_exist_ok=True)
     return Course(dest.resolve())
 
 

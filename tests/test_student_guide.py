@@ -1,0 +1,229 @@
+"""The student's side of every release: the guide around the exercises, the final self-check, what
+the public mirror receives (``coursekit publish``), and imports that Colab can satisfy.
+
+The self-check is executed for real: each release notebook, blank and as the instructor's solution
+(plus one wrong A1 student from the catalogue), runs alone in a fresh kernel in fast mode, as a
+student would run it in Colab, and the self-check's printed summary is read back.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import os
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from conftest import REPO, make_course
+from coursekit import classgen, student_guide
+from coursekit.paths import Course
+from coursekit.publish import BADGE_RE, publish, secret_lines
+
+ASSIGNMENTS = ("a1_batchnorm1d", "a2_batchnorm2d", "a3_alexnet_bn")
+WRONG_A1 = "eps_outside_sqrt"
+
+
+def _release(assignment: str) -> nbformat.NotebookNode:
+    (path,) = sorted((REPO / "release" / assignment).glob("*.ipynb"))
+    return nbformat.read(str(path), as_version=4)
+
+
+def _visible_tests(nb) -> list[str]:
+    return [c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")]
+
+
+def _role(cell):
+    return cell.metadata.get("coursekit", {}).get("role")
+
+
+def _execute(nb, workdir) -> nbformat.NotebookNode:
+    from nbclient import NotebookClient
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    env_before = os.environ.pop("NBGRADER_EXECUTION", None)
+    os.environ["COURSE_MODE"] = "fast"
+    try:
+        NotebookClient(nb, timeout=600, allow_errors=True, kernel_name="python3",
+                       resources={"metadata": {"path": str(workdir)}}).execute()
+    finally:
+        if env_before is not None:
+            os.environ["NBGRADER_EXECUTION"] = env_before
+    return nb
+
+
+def _self_check_report(nb) -> str:
+    cell = nb.cells[-1]
+    assert _role(cell) == student_guide.ROLE_SELF_CHECK
+    errors = [o for o in cell.outputs if o.output_type == "error"]
+    assert not errors, f"the self-check crashed: {errors}"
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+def _status_lines(report: str) -> dict[str, str]:
+    """grade_id -> its status line, from the self-check's report."""
+    lines = report.splitlines()
+    out = {}
+    for i, line in enumerate(lines):
+        if " p.) — " in line:
+            out[line.split(" (", 1)[0]] = lines[i + 1].strip()
+    return out
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """{(assignment, who): executed notebook}: blank releases, solutions, one wrong A1 student."""
+    course = Course.at(REPO)
+    base = tmp_path_factory.mktemp("alone")
+    runs = {}
+    for assignment in ASSIGNMENTS:
+        runs[(assignment, "blank")] = _execute(_release(assignment), base / assignment / "blank")
+        solution = next(v for v in classgen.catalogue(assignment) if v.student == "solution")
+        runs[(assignment, "solution")] = _execute(classgen.render(course, assignment, solution)[1],
+                                                  base / assignment / "solution")
+    wrong = next(v for v in classgen.catalogue("a1_batchnorm1d") if v.student == WRONG_A1)
+    runs[("a1_batchnorm1d", WRONG_A1)] = _execute(classgen.render(course, "a1_batchnorm1d", wrong)[1],
+                                                  base / "a1" / WRONG_A1)
+    return runs
+
+
+def test_every_release_opens_with_the_guide_and_ends_with_the_self_check():
+    before = (REPO / "notebooks" / student_guide.BEFORE_FILE).read_text(encoding="utf-8").strip("\n")
+    handin = (REPO / "notebooks" / student_guide.HANDIN_FILE).read_text(encoding="utf-8").strip("\n")
+    for assignment in ASSIGNMENTS:
+        nb = _release(assignment)
+        assert _role(nb.cells[0]) == "colab-badge"
+        assert _role(nb.cells[1]) == student_guide.ROLE_BEFORE and nb.cells[1].source == before
+        assert "Drive" in before and "GPU" in before
+        assert _role(nb.cells[-2]) == student_guide.ROLE_HANDIN_TEXT and nb.cells[-2].source == handin
+        assert "Baixa" in handin and "Moodle" in handin and "Reinicia" in handin
+        check = nb.cells[-1]
+        assert check.cell_type == "code" and check.metadata["editable"] is False
+        assert "nbgrader" not in check.metadata, "the autograder must treat it as an ordinary cell"
+        for grade_id in _visible_tests(nb):
+            assert f'"{grade_id}"' in check.source, (assignment, grade_id)
+        assert "HIDDEN" not in check.source and "BEGIN SOLUTION" not in check.source
+
+
+def test_blank_release_names_every_missing_part_without_a_traceback(executed):
+    for assignment in ASSIGNMENTS:
+        nb = executed[(assignment, "blank")]
+        status = _status_lines(_self_check_report(nb))
+        assert sorted(status) == sorted(_visible_tests(nb)), assignment
+        assert not any(s.startswith("✔") for s in status.values()), (assignment, status)
+        assert any("en blanc" in s for s in status.values()), (assignment, status)
+        assert "Comprovacions visibles superades: 0 de" in _self_check_report(nb)
+
+
+def test_solution_passes_every_visible_check(executed):
+    for assignment in ASSIGNMENTS:
+        report = _self_check_report(executed[(assignment, "solution")])
+        status = _status_lines(report)
+        assert status and all(s.startswith("✔") for s in status.values()), (assignment, report)
+        nb = _release(assignment)
+        answers = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+                   if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("grade")]
+        for answer in answers:
+            assert f"- {answer} (" in report, (assignment, answer)
+
+
+def test_wrong_answer_is_named_and_only_among_what_it_breaks(executed):
+    wrong = next(v for v in classgen.catalogue("a1_batchnorm1d") if v.student == WRONG_A1)
+    status = _status_lines(_self_check_report(executed[("a1_batchnorm1d", WRONG_A1)]))
+    failing = {k for k, s in status.items() if s.startswith("✘")}
+    assert failing and failing <= set(wrong.fails), (failing, wrong.fails)
+
+
+def test_self_check_does_nothing_while_nbgrader_grades():
+    source = _release("a1_batchnorm1d").cells[-1].source
+    env = dict(os.environ, NBGRADER_EXECUTION="autograde")
+    proc = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "omesa" in proc.stdout and "p.) —" not in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------------------
+# imports: only what Colab ships
+
+COLAB_SHIPS = {"torch", "torchvision", "numpy", "matplotlib", "tqdm", "PIL", "IPython", "google"}
+
+
+def test_every_import_of_every_release_is_shipped_by_colab():
+    for assignment in ASSIGNMENTS:
+        for cell in _release(assignment).cells:
+            if cell.cell_type != "code":
+                continue
+            code = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+            for node in ast.walk(ast.parse(code)):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    names = [node.module]
+                for name in names:
+                    top = name.split(".")[0]
+                    assert top in COLAB_SHIPS or top in sys.stdlib_module_names, (assignment, name)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# coursekit publish
+
+
+def _git_mirror(path, remote="https://github.com/miquelmn/aa_2526.git"):
+    path.mkdir()
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    subprocess.run(["git", "-C", str(path), "remote", "add", "origin", remote], check=True)
+    return path
+
+
+def test_publish_writes_exactly_the_release_and_every_badge_resolves(tmp_path):
+    mirror = _git_mirror(tmp_path / "mirror")
+    (mirror / "release" / "old_assignment").mkdir(parents=True)
+    (mirror / "release" / "old_assignment" / "stale.ipynb").write_text("{}")
+    assert publish(Course.at(REPO), mirror) == []
+    files = sorted(p.relative_to(mirror).as_posix() for p in mirror.rglob("*") if p.is_file() and ".git" not in p.parts)
+    expected = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "release").rglob("*") if p.is_file())
+    assert files == sorted(expected + ["README.md"])
+    secrets = secret_lines(Course.at(REPO))
+    assert len(secrets) > 50  # the solutions and hidden tests of the three assignments
+    published_text = "\n".join((mirror / f).read_text(encoding="utf-8") for f in files)
+    assert "BEGIN SOLUTION" not in published_text and "HIDDEN TESTS" not in published_text
+    published_lines = {line.strip() for f in files if f.endswith(".ipynb")
+                       for cell in nbformat.read(str(mirror / f), as_version=4).cells
+                       for line in cell.source.splitlines()}
+    assert not secrets & published_lines
+    readme = (mirror / "README.md").read_text(encoding="utf-8")
+    urls = [m for m in BADGE_RE.finditer(readme)]
+    assert len(urls) == len(ASSIGNMENTS)
+    for m in urls:
+        assert (mirror / m.group("path")).is_file()
+
+
+def test_publish_refuses_leaks_wrong_mirrors_and_the_course_itself(tmp_path):
+    course = make_course(tmp_path / "course")
+    # a release that carries one line of a solution
+    (path,) = sorted((course.release / "a1_batchnorm1d").glob("*.ipynb"))
+    nb = nbformat.read(str(path), as_version=4)
+    secret = sorted(secret_lines(course))[0]
+    leaky = copy.deepcopy(nb)
+    leaky.cells.append(nbformat.v4.new_code_cell("# ajuda\n" + secret))
+    nbformat.write(leaky, str(path))
+    mirror = _git_mirror(tmp_path / "mirror")
+    problems = publish(course, mirror)
+    assert any("a1_batchnorm1d" in p and "must not see" in p for p in problems), problems
+    assert not (mirror / "release").exists(), "nothing is written when publishing is refused"
+    nbformat.write(nb, str(path))
+    # a mirror of another repository
+    other = _git_mirror(tmp_path / "other", "git@github.com:someone/else.git")
+    problems = publish(course, other)
+    assert problems and all("someone/else" in p for p in problems)
+    # the course repository itself
+    proc = subprocess.run([sys.executable, "-m", "coursekit", "--course", str(course.root), "publish",
+                           str(course.root / "public")], capture_output=True, text=True)
+    assert proc.returncode != 0 and "inside" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "coursekit", "--course", str(course.root), "publish",
+                           str(tmp_path / "mirror")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "git add -A" in proc.stdout
