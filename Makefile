@@ -3,6 +3,7 @@
 #   make test    the whole test suite (what CI runs)
 #   make bench   grading speed, measured side by side
 #   make release regenerate release/ from source/ (commit the result)
+#   make publish DEST=<mirror>  copy what students may see into the public mirror
 
 PYTHON ?= python3
 VENV   := .venv
@@ -11,7 +12,7 @@ STAMP  := $(VENV)/.installed
 # nbgrader runs `alembic` from PATH when it creates a gradebook.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv setup release check-release demo test test-nbgrader bench clean
+.PHONY: venv setup release check-release publish demo test test-nbgrader bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +36,11 @@ release: setup
 
 check-release: setup
 	$(PY) -m coursekit release --check
+
+# What students may see (release/ + a student README) into the public mirror: make publish DEST=../mirror
+publish: setup
+	@test -n "$(DEST)" || { echo "usage: make publish DEST=<folder or checkout of the public mirror>"; exit 2; }
+	$(PY) -m coursekit publish "$(DEST)"
 
 demo: setup
 	$(PY) -m coursekit demo
