@@ -784,9 +784,12 @@ def check_source(source: Path) -> None:
         if source.suffix.lower() != ".zip":
             raise CourseError(f"{source} is not a .zip: give Moodle's 'download all submissions' zip or a folder")
         try:
-            archives.inspect(source, archives.Budget(), strict=False)
+            good, bad = archives.inspect(source, archives.Budget(), strict=False)
         except archives.ArchiveError as exc:
             raise CourseError(f"{source} refused, nothing staged: {exc}") from None
+        if bad and not good:  # a bad entry among good ones is one student's problem; all bad is no export
+            raise CourseError(f"{source} refused, nothing staged: every entry is refused, e.g. "
+                              f"{bad[0][0]!r} has {bad[0][1]}")
 
 
 def run(args) -> int:
