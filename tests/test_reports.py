@@ -166,3 +166,11 @@ def test_manual_grading_then_report_again(reported, tmp_path):
     assert rows["s6_written"]["Grade"] == "4.00" and rows["s6_written"]["Status"] == "graded"
     assert summary["manual"]["waiting"] == []
     assert "4.0 / 4.0" in page.read_text(encoding="utf-8")
+
+
+def test_a_traceback_is_one_line_in_the_summary():
+    from coursekit.reports import _describe
+    trace = "nbgrader could not grade it: Traceback (most recent call last):\n" + "  File x, line 1\n" * 40 \
+        + "RuntimeError: boom (log: .coursekit/grading/a1/eve.log)"
+    line = _describe("grading_failed", {"student": "eve", "message": trace})
+    assert "\n" not in line and len(line) < 400 and line.endswith("(log: .coursekit/grading/a1/eve.log)")

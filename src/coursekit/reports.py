@@ -35,6 +35,7 @@ import datetime as dt
 import html
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -293,13 +294,20 @@ def generate_feedback(course: Course, assignment: str, exclude: list[str] | None
 
 
 def _describe(kind: str, event: dict) -> str:
+    """One line about an event, at most ~400 characters (a traceback never fills the summary);
+    a trailing "(log: PATH)" is kept."""
     if kind == "repaired":
-        return "; ".join(event.get("actions", []))
-    for key in ("message", "detail", "reason", "problem"):
-        if event.get(key):
-            return str(event[key])
-    rest = {k: v for k, v in event.items() if k != "student"}
-    return json.dumps(rest, ensure_ascii=False, default=str)[:300]
+        text = "; ".join(event.get("actions", []))
+    else:
+        text = next((str(event[k]) for k in ("message", "detail", "reason", "problem") if event.get(k)), None)
+        if text is None:
+            rest = {k: v for k, v in event.items() if k != "student"}
+            text = json.dumps(rest, ensure_ascii=False, default=str)
+    text = " ".join(text.split())
+    if len(text) > 400:
+        log = re.search(r"\(log: [^()]*\)$", text)
+        text = text[:300].rstrip() + " [...]" + (" " + log.group(0) if log else "")
+    return text
 
 
 def md(text) -> str:
