@@ -70,6 +70,12 @@ def fold(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def printable(text) -> str:
+    """A student-controlled string for the console and text reports: control characters (terminal
+    escape sequences, carriage returns that overwrite a line) shown as escapes, never interpreted."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+
+
 def sanitise_id(text: str) -> str:
     """A student id nbgrader accepts everywhere (folder names, URLs): ascii, lower case, underscores."""
     out = re.sub(r"[^a-z0-9]+", "_", fold(text)).strip("_")
@@ -699,9 +705,9 @@ def write_report(root: Path, assignment: str, plan: Plan, extracted: Path, log=N
     (folder / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
     lines = [f"Intake of {assignment}: {len(plan.students)} students collected, {len(plan.problems)} problems", ""]
     for p in plan.problems:
-        lines.append(f"[{p['kind']}] {p['who'] or '?'}"
-                     + (f" ({p['student']})" if p.get("student") else "") + f": {p['detail']}")
-        lines += [f"    {f}" for f in p["files"]]
+        lines.append(f"[{p['kind']}] {printable(p['who'] or '?')}"
+                     + (f" ({p['student']})" if p.get("student") else "") + f": {printable(p['detail'])}")
+        lines += [f"    {printable(f)}" for f in p["files"]]
     (folder / "problems.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     for sid, info in plan.students.items():
         renamed = [f for f in info["files"] if f["how"] != "exact"]
@@ -712,7 +718,7 @@ def write_report(root: Path, assignment: str, plan: Plan, extracted: Path, log=N
                           files=p["files"])
     if log:
         for p in plan.problems:
-            log.warning("coursekit intake [%s] %s: %s", p["kind"], p["who"] or "?", p["detail"])
+            log.warning("coursekit intake [%s] %s: %s", p["kind"], printable(p["who"] or "?"), printable(p["detail"]))
         log.info("coursekit intake: %d students collected, %d problems (see %s)",
                  len(plan.students), len(plan.problems), folder / "problems.txt")
     return folder
@@ -835,9 +841,9 @@ def run(args) -> int:
     if problems:
         print(f"{len(problems)} problems (also in {folder / 'problems.txt'}):")
         for p in problems:
-            print(f"  [{p['kind']}] {p['who'] or '?'}: {p['detail']}")
+            print(f"  [{p['kind']}] {printable(p['who'] or '?')}: {printable(p['detail'])}")
             for name in p["files"]:
-                print(f"      {name}")
+                print(f"      {printable(name)}")
     if not students:
         print(f"coursekit collect: no notebook of {args.assignment} collected from {source.name}"
               + (f" ({len(problems)} problems above)" if problems else
