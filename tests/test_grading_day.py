@@ -13,6 +13,7 @@ import copy
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -245,6 +246,10 @@ def test_archive_limits_refuse_before_writing(tmp_path):
     with pytest.raises(Exception, match="30 entries"):
         extract(many, tmp_path / "out2", Budget(Limits(entries=20)), strict=False)
     assert not (tmp_path / "out2").exists()
+    big = tmp_path / "big.zip"
+    big.write_bytes(_zip({f"f{i}.bin": os.urandom(2 * 2**20) for i in range(3)}))  # 3 x 2 MB
+    with pytest.raises(Exception, match="would unpack to 6 MB"):
+        extract(big, tmp_path / "out4", Budget(Limits(archive_bytes=4 * 2**20)), strict=True)
     deep = tmp_path / "deep.zip"
     deep.write_bytes(_zip({"/".join(["d"] * 30) + "/x.ipynb": b"{}"}))
     with pytest.raises(Exception, match="folders deep"):

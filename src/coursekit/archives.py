@@ -37,6 +37,7 @@ class ArchiveError(CourseError):
 @dataclass
 class Limits:
     total_bytes: int = 4096 * MB        # everything unpacked from one intake, nested zips included
+    archive_bytes: int = 256 * MB       # one student's own zip, unpacked
     entries: int = 20000                # entries of one intake, nested zips included
     ratio: float = 200.0                # uncompressed / compressed size of one entry (above 1 MB)
     depth: int = 16                     # path components of one entry's name
@@ -101,7 +102,16 @@ def inspect(path: Path, budget: Budget, strict: bool) -> tuple[list[zipfile.ZipI
         name, why = bad[0]
         raise ArchiveError(f"{path.name}: entry {name!r} has {why}"
                            + (f" (and {len(bad) - 1} more bad entries)" if len(bad) > 1 else ""))
+    # entries that share compressed data (the "overlapping" zip bomb) declare more compressed bytes
+    # than the file holds
+    packed = sum(i.compress_size for i in infos)
+    if packed > path.stat().st_size + 64 * len(infos):
+        raise ArchiveError(f"{path.name}: its entries overlap ({packed} compressed bytes declared in a "
+                           f"{path.stat().st_size}-byte file): a zip bomb")
     total = sum(i.file_size for i in good)
+    if strict and total > budget.limits.archive_bytes:
+        raise ArchiveError(f"{path.name} would unpack to {total // MB} MB "
+                           f"(limit {budget.limits.archive_bytes // MB} MB for a zip inside the export)")
     if total > budget.bytes_left:
         raise ArchiveError(f"{path.name} would unpack to {total // MB} MB "
                            f"(limit {budget.limits.total_bytes // MB} MB per intake)")

@@ -500,13 +500,15 @@ class MoodleExtractor(ExtractorPlugin):
     """
 
     max_total_mb = Integer(4096, help="most MB unpacked from one intake, nested zips included").tag(config=True)
+    max_archive_mb = Integer(256, help="most MB unpacked from one zip a student uploaded").tag(config=True)
     max_entries = Integer(20000, help="most entries in one intake, nested zips included").tag(config=True)
     max_ratio = Float(200.0, help="highest compression ratio of one entry over 1 MB").tag(config=True)
     max_depth = Integer(16, help="most path components of one entry's name").tag(config=True)
     max_nesting = Integer(3, help="most levels of zips inside zips (Moodle's export counts as 1)").tag(config=True)
 
     def limits(self) -> archives.Limits:
-        return archives.Limits(total_bytes=self.max_total_mb * archives.MB, entries=self.max_entries,
+        return archives.Limits(total_bytes=self.max_total_mb * archives.MB,
+                               archive_bytes=self.max_archive_mb * archives.MB, entries=self.max_entries,
                                ratio=self.max_ratio, depth=self.max_depth, nesting=self.max_nesting)
 
     def extract(self, archive_path: str, extracted_path: str) -> None:
