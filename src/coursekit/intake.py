@@ -3,10 +3,12 @@
 Owns two nbgrader ``zip_collect`` plugins (plugged in by :mod:`coursekit.nbconfig`)
 and the ``coursekit collect`` command:
 
-* :class:`MoodleExtractor` extends nbgrader's extractor: after nbgrader unzips
-  the archive (and any zip a student uploaded inside it) into ``extracted/``,
-  it repairs names in that working copy only (``X.IPYNB``, ``X.ipynb.txt``,
-  zip names mangled as cp437).
+* :class:`MoodleExtractor` replaces nbgrader's extraction with a checked one
+  (:mod:`coursekit.archives`: size, ratio, entry count, depth and nesting
+  limits; a bad entry or a bad student zip is that student's problem, recorded
+  in ``archives.json``), same layout in ``extracted/``, then repairs names in
+  that working copy only (``X.IPYNB``, ``X.ipynb.txt``, zip names mangled as
+  cp437).
 * :class:`MoodleCollector` is the collector.  Moodle names every file
   ``<Full Name>_<participant id>_assignsubmission_<plugin>_<file>`` (flat) or
   puts it in a folder named ``<Full Name>_<participant id>_assignsubmission_<plugin>_``.
@@ -14,10 +16,12 @@ and the ``coursekit collect`` command:
   file that is the assignment's notebook (renamed copies such as ``Copy of X``,
   ``Còpia de X``, ``X (1)``, case and spacing changes, a notebook inside the
   student's own zip, or any single notebook whose content is this
-  assignment's), maps the student to the nbgrader id through the roster CSV
+  assignment's; a notebook whose content is another assignment's, judged by the
+  cells unique to each assignment, is reported, never collected), maps the student to the nbgrader id through the roster CSV
   (trait ``roster``) or a sanitised form of the Moodle name, and lists what it
   could not match (no notebook, wrong file, two different candidates) without
-  stopping.  When nbgrader's own ``FileNameCollectorPlugin.named_regexp`` is
+  stopping; it writes each collected student's name, email and ID number into
+  nbgrader's student table.  When nbgrader's own ``FileNameCollectorPlugin.named_regexp`` is
   configured, it behaves exactly as nbgrader's collector.
 
 Nothing here modifies or deletes a student's file: nbgrader reads the archive
