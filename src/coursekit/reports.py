@@ -6,7 +6,11 @@ Owns ``reports/<assignment>/``:
   Columns ``Identifier`` ("Participant N", from the intake of the Moodle
   export), ``Full name``, ``Email address``, ``ID number``, ``Grade``,
   ``Maximum Grade``, ``Last modified (grade)`` (now) and, ignored by Moodle,
-  ``Student ID`` and ``Needs manual grade``.  Two ways to import it:
+  ``Student ID``, ``Needs manual grade`` and ``Status``.  Every collected
+  student has a row: one that could not be graded, or (unless
+  ``--provisional``) still waits for manual grading, has an empty ``Grade`` and
+  says why in ``Status``.  Every cell is neutralised against spreadsheet
+  formulas (:func:`csv_cell`).  Two ways to import it:
 
   - Assignment > *View all submissions* > *Upload grading worksheet*: Moodle
     matches ``Identifier`` and reads ``Grade`` (needs an English-language
@@ -26,7 +30,9 @@ Owns ``reports/<assignment>/``:
   pass rate of every autograded test cell, ``histogram.png`` (matplotlib,
   Agg), what intake could not match, and every submission the event log flags
   (repaired, parse errors, timeouts, memory, crashes, suspicious, tampering,
-  any other kind), read generically from :mod:`coursekit.events`.
+  any other kind), read generically from :mod:`coursekit.events`.  The HTML is
+  built from the data with every string escaped (names, file names, events and
+  code excerpts are the students').
 """
 from __future__ import annotations
 
