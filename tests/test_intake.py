@@ -26,7 +26,7 @@ import tiny_assignment as T
 from conftest import make_course, nbgrader
 from coursekit import events
 from coursekit.classgen import damage
-from coursekit.intake import Roster, notebook_key, plan_intake, sanitise_id
+from coursekit.intake import Roster, notebook_key, plan_intake, printable, sanitise_id
 
 
 def _class(n: int = 8):
@@ -218,3 +218,33 @@ def test_same_name_twice_gets_two_ids(tmp_path):
         (folder / "tiny.ipynb").write_text("{}")
     plan = plan_intake(root, {"tiny": tmp_path / "none.ipynb"})
     assert set(plan.students) == {"maria_garcia_111111", "maria_garcia_222222"}
+
+
+def test_names_reach_the_console_as_text():
+    assert printable("Anna\x1b[2J\rVidal") == "Anna\\x1b[2J\\rVidal"
+    assert printable("Núria Font") == "Núria Font"
+
+
+def test_another_assignments_notebook_is_recognised_despite_shared_cells(tmp_path):
+    """A2's notebook carries the helper cells (same grade_ids) of A1: only the cells unique to an
+    assignment decide, so it is reported as A2's, under its own name or renamed to A1's."""
+    from conftest import REPO
+
+    release = {a: {p.stem: p for p in (REPO / "release" / a).glob("*.ipynb")}
+               for a in ("a1_batchnorm1d", "a2_batchnorm2d", "a3_alexnet_bn")}
+    a1_nb, a2_nb = release["a1_batchnorm1d"]["batchnorm1d"], release["a2_batchnorm2d"]["batchnorm2d"]
+    ids = lambda p: {c["metadata"].get("nbgrader", {}).get("grade_id") for c in json.loads(p.read_text())["cells"]}
+    assert ids(a1_nb) & ids(a2_nb) - {None}  # the shared helper cells
+    root = tmp_path / "extracted"
+    for name, pid, file, src in (("Marc Soler", 1, "batchnorm2d.ipynb", a2_nb),
+                                 ("Nuria Font", 2, "batchnorm1d.ipynb", a2_nb),
+                                 ("Anna Vidal", 3, "Untitled.ipynb", a1_nb)):
+        folder = root / "moodle" / f"{name}_{pid}_assignsubmission_file_"
+        folder.mkdir(parents=True)
+        (folder / file).write_bytes(src.read_bytes())
+    plan = plan_intake(root, release["a1_batchnorm1d"], assignment="a1_batchnorm1d",
+                       others={a: r for a, r in release.items() if a != "a1_batchnorm1d"})
+    assert set(plan.students) == {"anna_vidal"}  # A1's notebook under any name: by its content
+    wrong = {p["who"]: p["detail"] for p in plan.problems if p["kind"] == "other_assignment"}
+    assert set(wrong) == {"Marc Soler", "Nuria Font"}
+    assert all(d.startswith("notebook of a2_batchnorm2d") for d in wrong.values())

@@ -411,3 +411,21 @@ def test_nbgrader_autograde_fails_closed(graded, monkeypatch, tmp_path):
     assert "bubblewrap not found" in proc.stdout + proc.stderr
     from coursekit.gradebook import scores
     assert "late" not in scores(course, T.ASSIGNMENT) or not any(scores(course, T.ASSIGNMENT)["late"].values())
+
+
+def test_venv_reached_through_a_symlink_runs_sandboxed(tmp_path):
+    """A course whose venv is a symlink (or sits in a linked folder): the kernel's interpreter is
+    mounted at the link path it is started by, not only at its target."""
+    link = tmp_path / "venv-link"
+    link.symlink_to(Path(sys.prefix).resolve())
+    argv, env = wrap_command([str(link / "bin" / "python"), "-c", "import sys; print(sys.prefix)"])
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(link)
+
+
+def test_interpreter_outside_every_mount_is_refused_by_name():
+    from coursekit.sandbox.manager import check_interpreter
+    with pytest.raises(SandboxError, match="/opt/elsewhere/bin/python"):
+        check_interpreter(["/opt/elsewhere/bin/python"], ["/srv/venv"])
+    check_interpreter(["/srv/venv/bin/python"], ["/srv/venv"])

@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from coursekit.paths import CourseError
+
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "release": ("coursekit.release", "regenerate release/ from source/ (nbgrader generate_assignment)"),
@@ -52,3 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except CourseError as exc:
+        # an ordinary mistake (a missing file, an unknown assignment, no gradebook yet): one line
+        print(f"coursekit {command}: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # a file the command was pointed at cannot be read or written: name it, no traceback
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"coursekit {command}: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message as one line (messages that quote a log keep their first line here)."""
+    text = " ".join(str(exc).split("\n", 1)[0].split())
+    return text or type(exc).__name__

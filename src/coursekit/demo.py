@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from coursekit import classgen, gradebook
+from coursekit.classgen import damage
 from coursekit.paths import Course, CourseError
 
 
@@ -38,17 +39,23 @@ def scratch_course(repo: Course, dest: Path) -> Course:
     return Course(dest.resolve())
 
 
+# Assignments the demo hands in as a damaged, renamed Moodle export (through `coursekit collect`);
+# the others are written straight into submitted/.
+MOODLE_DELIVERED = ("a1_batchnorm1d",)
+
+
 def deliver(course: Course, assignment: str, variants: list[classgen.Variant]) -> None:
-    """Hand the class in: as a damaged Moodle export where intake supports it, else straight into submitted/."""
-    try:
-        from coursekit.intake import moodle_export
-    except ImportError:
-        moodle_export = None
-    if moodle_export is not None and assignment == "a1_batchnorm1d":
-        archive = course.root / "downloaded" / assignment / "archive"
-        archive.mkdir(parents=True, exist_ok=True)
-        moodle_export(course, assignment, variants, archive / f"{assignment}_moodle.zip", damage=True)
-        _run([sys.executable, "-m", "nbgrader", "zip_collect", assignment, "--force"], course.root)
+    """Hand the class in: as a damaged Moodle export collected by `coursekit collect` (with the
+    roster the export comes with), or straight into submitted/.  Any failure stops the demo."""
+    if assignment in MOODLE_DELIVERED:
+        export = course.root / "downloads" / f"{assignment}_moodle.zip"
+        export.parent.mkdir(parents=True, exist_ok=True)
+        damage.moodle_export(course, assignment, variants, export, damage=True)
+        _run([sys.executable, "-m", "coursekit", "--course", str(course.root), "collect", assignment,
+              str(export), "--force"], course.root)
+        missing = [v.student for v in variants if not (course.submitted / v.student / assignment).is_dir()]
+        if missing:
+            raise CourseError(f"the Moodle intake of {assignment} did not collect {', '.join(missing)}")
     else:
         classgen.write_class(course, assignment, variants)
 

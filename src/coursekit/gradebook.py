@@ -44,3 +44,47 @@ def max_scores(course: Course, assignment: str) -> dict[str, float]:
     with Gradebook(db_url(course)) as gb:
         a = gb.find_assignment(assignment)
         return {c.name: c.max_score for nb in a.notebooks for c in nb.grade_cells}
+
+
+def has_assignment(course: Course, assignment: str) -> bool:
+    from nbgrader.api import MissingEntry
+
+    if not course.gradebook.is_file():
+        return False
+    with Gradebook(db_url(course)) as gb:
+        try:
+            return bool(gb.find_assignment(assignment).notebooks)
+        except MissingEntry:
+            return False
+
+
+def ensure_assignment(course: Course, assignment: str) -> bool:
+    """Put the assignment (its notebooks, cells and points) into the gradebook if it is not there yet,
+    as on a fresh clone, where ``release/`` is committed but ``gradebook.db`` is not: nbgrader's own
+    ``generate_assignment`` reads ``source/`` and fills the gradebook; its release copy goes to a
+    scratch folder, so the committed ``release/`` is left as it is.  Returns whether it did."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from coursekit.paths import CourseError
+
+    if has_assignment(course, assignment):
+        return False
+    course.source_notebooks(assignment)  # a clear error for an unknown assignment
+    scratch = Path(tempfile.mkdtemp(prefix="ck-gradebook-"))
+    env = dict(__import__("os").environ)
+    env["PATH"] = str(Path(sys.executable).parent) + ":" + env.get("PATH", "")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", assignment, "--force",
+                               f"--CourseDirectory.release_directory={scratch / 'release'}"],
+                              cwd=course.root, capture_output=True, text=True, env=env)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if proc.returncode != 0 or not has_assignment(course, assignment):
+        last = next((ln for ln in reversed((proc.stdout + proc.stderr).splitlines()) if ln.strip()), "")
+        raise CourseError(f"could not add {assignment} to {course.gradebook} with nbgrader generate_assignment: "
+                          f"{last.strip()[:300]}")
+    return True

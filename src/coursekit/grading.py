@@ -831,11 +831,23 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
+    from coursekit.gradebook import ensure_assignment
+
     course = Course.at(args.course)
+    course.source_notebooks(args.assignment)  # a clear error for an unknown assignment
+    if not submitted_students(course, args.assignment):
+        raise CourseError(f"nothing to grade: no {course.submitted}/<student>/{args.assignment}/ folder; "
+                          f"collect first (coursekit collect {args.assignment} MOODLE.zip)")
+    if ensure_assignment(course, args.assignment):  # a fresh clone: gradebook.db is not committed
+        print(f"{args.assignment} added to {course.gradebook} (nbgrader generate_assignment; release/ untouched)")
     summary = grade(course, args.assignment, jobs=args.jobs, force=args.force, timeout=args.timeout,
                     memory_mb=args.memory, students=args.students, warm=not args.cold,
                     threads=args.threads)
     print_summary(summary, args.assignment, course)
+    if summary.failed and not summary.graded and not summary.skipped:
+        print(f"coursekit grade: no submission of {args.assignment} could be graded "
+              f"({len(summary.failed)} failed, causes above)", file=sys.stderr)
+        return 1
     return 1 if (args.strict and summary.failed) else 0
 
 

@@ -3,10 +3,12 @@
 Owns two nbgrader ``zip_collect`` plugins (plugged in by :mod:`coursekit.nbconfig`)
 and the ``coursekit collect`` command:
 
-* :class:`MoodleExtractor` extends nbgrader's extractor: after nbgrader unzips
-  the archive (and any zip a student uploaded inside it) into ``extracted/``,
-  it repairs names in that working copy only (``X.IPYNB``, ``X.ipynb.txt``,
-  zip names mangled as cp437).
+* :class:`MoodleExtractor` replaces nbgrader's extraction with a checked one
+  (:mod:`coursekit.archives`: size, ratio, entry count, depth and nesting
+  limits; a bad entry or a bad student zip is that student's problem, recorded
+  in ``archives.json``), same layout in ``extracted/``, then repairs names in
+  that working copy only (``X.IPYNB``, ``X.ipynb.txt``, zip names mangled as
+  cp437).
 * :class:`MoodleCollector` is the collector.  Moodle names every file
   ``<Full Name>_<participant id>_assignsubmission_<plugin>_<file>`` (flat) or
   puts it in a folder named ``<Full Name>_<participant id>_assignsubmission_<plugin>_``.
@@ -14,10 +16,12 @@ and the ``coursekit collect`` command:
   file that is the assignment's notebook (renamed copies such as ``Copy of X``,
   ``Còpia de X``, ``X (1)``, case and spacing changes, a notebook inside the
   student's own zip, or any single notebook whose content is this
-  assignment's), maps the student to the nbgrader id through the roster CSV
+  assignment's; a notebook whose content is another assignment's, judged by the
+  cells unique to each assignment, is reported, never collected), maps the student to the nbgrader id through the roster CSV
   (trait ``roster``) or a sanitised form of the Moodle name, and lists what it
   could not match (no notebook, wrong file, two different candidates) without
-  stopping.  When nbgrader's own ``FileNameCollectorPlugin.named_regexp`` is
+  stopping; it writes each collected student's name, email and ID number into
+  nbgrader's student table.  When nbgrader's own ``FileNameCollectorPlugin.named_regexp`` is
   configured, it behaves exactly as nbgrader's collector.
 
 Nothing here modifies or deletes a student's file: nbgrader reads the archive
@@ -51,9 +55,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nbgrader.plugins import ExtractorPlugin, FileNameCollectorPlugin
-from traitlets import Bool, Unicode
+from traitlets import Bool, Float, Integer, Unicode
 
-from coursekit import events
+from coursekit import archives, events
 from coursekit.paths import Course, CourseError
 
 MOODLE_RE = re.compile(r"^(?P<name>.+?)_(?P<pid>\d+)_assignsubmission_(?P<plugin>[a-z0-9]+)_(?P<rest>.*)$", re.DOTALL)
@@ -68,6 +72,12 @@ def fold(text: str) -> str:
     """Lower case, no accents, single spaces: how two spellings of a name are compared."""
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return " ".join(text.lower().split())
+
+
+def printable(text) -> str:
+    """A student-controlled string for the console and text reports: control characters (terminal
+    escape sequences, carriage returns that overwrite a line) shown as escapes, never interpreted."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
 
 
 def sanitise_id(text: str) -> str:
@@ -237,8 +247,15 @@ def _original_name(path: Path) -> str:
     return m.group("rest") if m else path.name
 
 
+def _load_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
 def _content_matches(path: Path, release_nb: dict) -> bool:
-    """Whether a notebook is this assignment's, whatever its name: shared grade_ids or most of the text."""
+    """Without the other assignments to compare with: grade_ids or most of the markdown text in common."""
     try:
         nb = json.loads(path.read_text(encoding="utf-8"))
         cells = nb.get("cells", [])
@@ -248,23 +265,105 @@ def _content_matches(path: Path, release_nb: dict) -> bool:
     theirs = {(c.get("metadata") or {}).get("nbgrader", {}).get("grade_id") for c in cells if isinstance(c, dict)}
     if ids & theirs:
         return True
-    text = lambda c: "".join(c.get("source", "")) if isinstance(c.get("source", ""), (list, str)) else ""
-    wanted = {text(c).strip() for c in release_nb.get("cells", []) if c.get("cell_type") == "markdown" and text(c).strip()}
-    got = {text(c).strip() for c in cells if isinstance(c, dict)}
+    wanted = {_cell_text(c) for c in release_nb.get("cells", []) if c.get("cell_type") == "markdown" and _cell_text(c)}
+    got = {_cell_text(c) for c in cells if isinstance(c, dict)}
     return bool(wanted) and len(wanted & got) >= max(1, len(wanted) // 2)
 
 
+def _cell_text(cell: dict) -> str:
+    source = cell.get("source", "")
+    return ("".join(source) if isinstance(source, list) else source if isinstance(source, str) else "").strip()
+
+
+def _marks(nb: dict) -> set[str]:
+    """What identifies a notebook: its grade_ids and the text of its cells (long enough to mean something)."""
+    out = set()
+    for cell in nb.get("cells", []) if isinstance(nb, dict) else []:
+        if not isinstance(cell, dict):
+            continue
+        grade_id = ((cell.get("metadata") or {}).get("nbgrader") or {}).get("grade_id")
+        if isinstance(grade_id, str):
+            out.add("id:" + grade_id)
+        text = _cell_text(cell)
+        if len(text) >= 20:
+            out.add("text:" + text)
+    return out
+
+
+def fingerprints(releases: dict[str, list[dict]]) -> dict[str, set[str]]:
+    """Per assignment, the marks found in its release notebooks and in no other assignment's.
+
+    The helper cells shared by every notebook of the course (same grade_ids, same code) are in
+    several assignments, so they say nothing about which assignment a notebook is."""
+    marks = {a: set().union(*(_marks(nb) for nb in nbs)) if nbs else set() for a, nbs in releases.items()}
+    return {a: m - set().union(*(o for b, o in marks.items() if b != a)) for a, m in marks.items()}
+
+
+def identify(path: Path, prints: dict[str, set[str]]) -> dict[str, int]:
+    """How many of each assignment's own marks a notebook file carries (only assignments with some)."""
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    theirs = _marks(nb)
+    return {a: n for a, m in prints.items() if (n := len(m & theirs))}
+
+
+def owner(path: Path, assignment: str, prints: dict[str, set[str]]) -> str | None:
+    """The assignment a notebook's content belongs to: this one if it carries any of its own marks,
+    else the other assignment whose marks it carries most, else None (blank, unrelated)."""
+    found = identify(path, prints)
+    if not found:
+        return None
+    best = max(found.values())
+    return assignment if found.get(assignment, 0) >= best else max(found, key=found.get)
+
+
+def _group_of(rel: str, groups: dict[str, Submission]) -> Submission | None:
+    """The student whose Moodle folder or file name a path (relative to extracted/) is under."""
+    for part in Path(rel).parts:
+        m = MOODLE_RE.match(part)
+        if m:
+            return groups.get(f"{m.group('name').strip()}_{m.group('pid')}")
+    return None
+
+
 def plan_intake(root: Path, release: dict[str, Path], roster: Roster | None = None,
-                loose_folders: bool = False) -> Plan:
+                loose_folders: bool = False, assignment: str = "",
+                others: dict[str, dict[str, Path]] | None = None, refused: list[dict] | None = None) -> Plan:
     """Decide, for every file under ``root`` (nbgrader's ``extracted/``), whether and where it is collected.
 
-    ``release`` maps notebook names (``batchnorm1d``) to the release notebooks.
+    ``release`` maps notebook names (``batchnorm1d``) to the release notebooks of ``assignment``;
+    ``others`` gives the other assignments' release notebooks the same way, so that a notebook of
+    another assignment (under its own name or renamed to this one's) is recognised and not
+    collected; ``refused`` lists the archives and entries the extractor would not unpack.
     """
     from coursekit.repair import check_readable
 
     roster = roster or Roster()
     plan = Plan()
     groups, orphans = group_submissions(root, loose_folders)
+    # archives (or entries) the extractor refused: the problem of the student they belong to
+    refused_by: dict[str, list[dict]] = {}
+    for item in refused or []:
+        where = item["archive"] if not item.get("outer") else item.get("entry", "")
+        sub = _group_of(where, groups) if where else None
+        if sub is None and item.get("outer") and item.get("entry"):
+            m = next((MOODLE_RE.match(part) for part in Path(item["entry"]).parts if MOODLE_RE.match(part)), None)
+            if m:  # the student's only file was refused: nothing of them was extracted
+                sub = groups.setdefault(f"{m.group('name').strip()}_{m.group('pid')}",
+                                        Submission(f"{m.group('name').strip()}_{m.group('pid')}",
+                                                   m.group("name").strip(), m.group("pid")))
+        if sub is None:
+            plan.problems.append({"kind": "bad_archive", "who": "", "files": [item["archive"]],
+                                  "detail": item["reason"] + "; nothing of it was collected"})
+        else:
+            refused_by.setdefault(sub.key, []).append(item)
+    prints = {}
+    if others:
+        loaded = {name: [_load_json(p) for p in nbs.values()] for name, nbs in others.items()}
+        loaded[assignment] = [_load_json(p) for p in release.values()]
+        prints = fingerprints(loaded)
     for path in orphans:
         if path.suffix.lower() == ".ipynb":
             plan.problems.append({"kind": "unmatched", "who": "", "files": [str(path.relative_to(root))],
@@ -302,9 +401,15 @@ def plan_intake(root: Path, release: dict[str, Path], roster: Roster | None = No
         if roster and row is None:
             plan.problems.append({"kind": "not_in_roster", "who": who, "student": sid, "files": [rel(p) for p in sub.files],
                                   "detail": f"not found in the roster {roster.path}; collected as {sid!r}"})
+        for item in refused_by.get(gkey, []):
+            plan.problems.append({"kind": "bad_archive", "who": who, "student": sid,
+                                  "files": [item.get("entry") or item["archive"]],
+                                  "detail": f"{item['reason']}; not extracted, the rest of the class is collected"})
         notebooks = [p for p in sub.files if p.name.lower().endswith(".ipynb")]
-        others = [p for p in sub.files if p not in notebooks]
-        plan.ignored += [rel(p) for p in others]
+        non_notebooks = [p for p in sub.files if p not in notebooks]
+        plan.ignored += [rel(p) for p in non_notebooks]
+        if not notebooks and gkey in refused_by:
+            continue  # the refused archive is the whole story
         if not notebooks:
             plan.problems.append({"kind": "no_notebook", "who": who, "student": sid, "files": [rel(p) for p in sub.files],
                                   "detail": "handed in no notebook: " + (", ".join(_original_name(p) for p in sub.files) or "nothing")})
@@ -319,22 +424,45 @@ def plan_intake(root: Path, release: dict[str, Path], roster: Roster | None = No
                 by_stem[stem].append((p, how))
             else:
                 unnamed.append(p)
-        for p in list(unnamed):
-            hits = [s for s in release if _content_matches(p, release_json[s])]
-            if len(hits) == 1 and not by_stem[hits[0]]:
-                by_stem[hits[0]].append((p, "content"))
-                unnamed.remove(p)
+        # a notebook whose content is another assignment's is not this one's, whatever its name
+        foreign = []
+        if prints:
+            for stem, found in by_stem.items():
+                for p, how in list(found):
+                    belongs = owner(p, assignment, prints)
+                    if belongs not in (None, assignment):
+                        found.remove((p, how))
+                        foreign.append((p, belongs))
+            for p in list(unnamed):
+                belongs = owner(p, assignment, prints)
+                if belongs == assignment and len(release) == 1 and not next(iter(by_stem.values())):
+                    by_stem[next(iter(release))].append((p, "content"))
+                    unnamed.remove(p)
+                elif belongs is not None and belongs != assignment:
+                    unnamed.remove(p)
+                    foreign.append((p, belongs))
+        else:
+            for p in list(unnamed):
+                hits = [s for s in release if _content_matches(p, release_json[s])]
+                if len(hits) == 1 and not by_stem[hits[0]]:
+                    by_stem[hits[0]].append((p, "content"))
+                    unnamed.remove(p)
+        for p, belongs in foreign:
+            plan.problems.append({"kind": "other_assignment", "who": who, "student": sid, "files": [rel(p)],
+                                  "detail": f"notebook of {belongs} (handed in as {_original_name(p)}); "
+                                            f"not collected for {assignment or 'this assignment'}"})
         for p in unnamed:
             plan.problems.append({"kind": "wrong_file", "who": who, "student": sid, "files": [rel(p)],
                                   "detail": f"{_original_name(p)} is not a notebook of this assignment "
                                             f"(expected {', '.join(s + '.ipynb' for s in release)})"})
-        info = plan.students.setdefault(sid, {"full_name": sub.full_name, "participant_id": sub.participant_id,
+        info = plan.students.setdefault(sid, {"full_name": sub.full_name or (row or {}).get("full_name", ""), "participant_id": sub.participant_id,
                                               "moodle_folder": sub.key, "files": [],
-                                              **({"email": row.get("email", ""), "id_number": row.get("id_number", "")}
+                                              **({k: row.get(k, "") for k in ("email", "id_number", "username",
+                                                                              "first_name", "last_name")}
                                                  if row else {})})
         for stem, found in by_stem.items():
             if not found:
-                if len(release) > 1 or not unnamed:
+                if (len(release) > 1 or not unnamed) and not foreign:
                     plan.problems.append({"kind": "missing_notebook", "who": who, "student": sid, "files": [],
                                           "detail": f"no {stem}.ipynb among the files handed in"})
                 continue
@@ -366,16 +494,68 @@ def plan_intake(root: Path, release: dict[str, Path], roster: Roster | None = No
 # ---------------------------------------------------------------- nbgrader plugins
 
 class MoodleExtractor(ExtractorPlugin):
-    """nbgrader's extractor, then name repairs in the extracted working copy (never in the archive)."""
+    """Safe unpacking of the archive folder (see :mod:`coursekit.archives`), then name repairs in the
+    extracted working copy (never in the archive).
+
+    Replaces nbgrader's extraction (same layout: ``X.zip`` unpacked into a folder ``X`` beside it, zips
+    inside zips too) because nbgrader's has no size, ratio, entry or depth limit and stops the whole
+    class on one bad entry.  What was refused goes to ``.coursekit/intake/<assignment>/archives.json``,
+    which the collector turns into each student's problem.
+    """
+
+    max_total_mb = Integer(4096, help="most MB unpacked from one intake, nested zips included").tag(config=True)
+    max_archive_mb = Integer(256, help="most MB unpacked from one zip a student uploaded").tag(config=True)
+    max_entries = Integer(20000, help="most entries in one intake, nested zips included").tag(config=True)
+    max_ratio = Float(200.0, help="highest compression ratio of one entry over 1 MB").tag(config=True)
+    max_depth = Integer(16, help="most path components of one entry's name").tag(config=True)
+    max_nesting = Integer(3, help="most levels of zips inside zips (Moodle's export counts as 1)").tag(config=True)
+
+    def limits(self) -> archives.Limits:
+        return archives.Limits(total_bytes=self.max_total_mb * archives.MB,
+                               archive_bytes=self.max_archive_mb * archives.MB, entries=self.max_entries,
+                               ratio=self.max_ratio, depth=self.max_depth, nesting=self.max_nesting)
 
     def extract(self, archive_path: str, extracted_path: str) -> None:
-        super().extract(archive_path, extracted_path)
+        budget = archives.Budget(self.limits())
+        refused: list[dict] = []
+        if not os.listdir(archive_path):
+            self.log.warning("No files found in directory: %s", archive_path)
+        for folder, _, files in os.walk(archive_path):
+            extract_to = Path(extracted_path) / os.path.relpath(folder, archive_path)
+            extract_to.mkdir(parents=True, exist_ok=True)
+            for name in sorted(files):
+                src = Path(folder) / name
+                rel = str(src.relative_to(archive_path))
+                if archives.is_zip_name(name):
+                    self.log.info("Extracting from: %s", src)
+                    try:
+                        bad = archives.extract(src, extract_to / name[:-4], budget, strict=False)
+                    except archives.ArchiveError as exc:
+                        self.log.error("coursekit intake: archive %s refused: %s", rel, exc)
+                        refused.append({"archive": rel, "reason": str(exc), "outer": True})
+                        continue
+                    for entry, why in bad:
+                        self.log.warning("coursekit intake: %s: entry %r not extracted: it has %s", rel, entry, why)
+                        refused.append({"archive": rel, "entry": entry, "reason": f"entry has {why}", "outer": True})
+                else:
+                    shutil.copy(src, extract_to / name)
+        for item in archives.extract_nested(Path(extracted_path), budget):
+            self.log.warning("coursekit intake: %s not extracted: %s", item["archive"], item["reason"])
+            refused.append(item)
         for folder, dirs, files in os.walk(extracted_path, topdown=False):
             for name in files + dirs:
                 new = _repair_name(name)
                 if new != name and not os.path.exists(os.path.join(folder, new)):
                     os.rename(os.path.join(folder, name), os.path.join(folder, new))
                     self.log.info("Renamed %s -> %s in the extracted copy", name, new)
+                    for item in refused:
+                        if item["archive"].endswith(name) and not item.get("outer"):
+                            item["archive"] = item["archive"][:-len(name)] + new
+        coursedir = getattr(self.parent, "coursedir", None)
+        if coursedir is not None:
+            folder = report_dir(Path(coursedir.root), coursedir.assignment_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "archives.json").write_text(json.dumps(refused, indent=1, ensure_ascii=False))
 
 
 def _repair_name(name: str) -> str:
@@ -418,12 +598,22 @@ class MoodleCollector(FileNameCollectorPlugin):
         fmt = getattr(self.parent, "_format_collect_path", None)
         return Path(fmt(getattr(self.parent, step))) if fmt else fallback
 
-    def _release(self) -> dict[str, Path]:
+    def _release(self, assignment: str | None = None) -> dict[str, Path]:
         coursedir = getattr(self.parent, "coursedir", None)
         if coursedir is None:
             return {}
-        folder = Path(coursedir.format_path(coursedir.release_directory, ".", coursedir.assignment_id))
+        folder = Path(coursedir.format_path(coursedir.release_directory, ".", assignment or coursedir.assignment_id))
         return {p.stem: p for p in sorted(folder.glob("*.ipynb"))}
+
+    def _other_releases(self) -> dict[str, dict[str, Path]]:
+        """The release notebooks of every other assignment of the course (to recognise their notebooks)."""
+        coursedir = getattr(self.parent, "coursedir", None)
+        if coursedir is None:
+            return {}
+        folder = Path(coursedir.format_path(coursedir.release_directory, ".", coursedir.assignment_id)).parent
+        others = {p.name: self._release(p.name) for p in sorted(folder.iterdir())
+                  if p.is_dir() and p.name != coursedir.assignment_id} if folder.is_dir() else {}
+        return {name: nbs for name, nbs in others.items() if nbs}
 
     def collect(self, submitted_file: str):
         if self.named_regexp:  # the instructor configured nbgrader's own file-name matching
@@ -444,10 +634,46 @@ class MoodleCollector(FileNameCollectorPlugin):
         release = self._release()
         if not release:
             self.log.warning("No release notebook for %s: notebooks can only be matched by exact name", assignment)
-        plan = plan_intake(extracted, release, roster, self.loose_folders)
+        refused_path = report_dir(root, assignment) / "archives.json"
+        refused = json.loads(refused_path.read_text(encoding="utf-8")) if refused_path.is_file() else []
+        plan = plan_intake(extracted, release, roster, self.loose_folders, assignment=assignment,
+                           others=self._other_releases(), refused=refused)
         keep_originals(archive, root / ".coursekit" / "originals" / assignment, self.log)
+        coursedir = getattr(self.parent, "coursedir", None)
+        if coursedir is not None and plan.students:
+            try:
+                fill_students(coursedir.db_url, plan.students)
+            except Exception as exc:  # noqa: BLE001 - names are a convenience: collection goes on
+                self.log.warning("coursekit intake: students' names not written to the gradebook: %s", exc)
         write_report(root, assignment, plan, extracted, self.log)
         return plan
+
+
+def split_name(full_name: str) -> tuple[str, str]:
+    """(first, last) of a Moodle full name ("First Last Last"): Moodle shows first names first."""
+    parts = full_name.split()
+    return (parts[0], " ".join(parts[1:])) if parts else ("", "")
+
+
+def fill_students(db_url: str, students: dict[str, dict]) -> None:
+    """Write who each collected student is into nbgrader's student table (formgrader's students
+    page, ``nbgrader export``): first and last name, email, and the Moodle identity (ID number,
+    else username, as nbgrader's ``lms_user_id``).  Known values are never replaced by empty ones."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(db_url) as gb:
+        for sid, info in students.items():
+            first, last = info.get("first_name", ""), info.get("last_name", "")
+            if not (first or last):
+                first, last = split_name(info.get("full_name", ""))
+            fields = {"first_name": first, "last_name": last, "email": info.get("email", ""),
+                      "lms_user_id": info.get("id_number") or info.get("username", "")}
+            try:
+                known = gb.find_student(sid)
+                fields = {k: v or getattr(known, k) for k, v in fields.items()}
+            except MissingEntry:
+                pass
+            gb.update_or_create_student(sid, **{k: v or None for k, v in fields.items()})
 
 
 def keep_originals(archive: Path, dest: Path, log=None) -> dict:
@@ -485,9 +711,9 @@ def write_report(root: Path, assignment: str, plan: Plan, extracted: Path, log=N
     (folder / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
     lines = [f"Intake of {assignment}: {len(plan.students)} students collected, {len(plan.problems)} problems", ""]
     for p in plan.problems:
-        lines.append(f"[{p['kind']}] {p['who'] or '?'}"
-                     + (f" ({p['student']})" if p.get("student") else "") + f": {p['detail']}")
-        lines += [f"    {f}" for f in p["files"]]
+        lines.append(f"[{p['kind']}] {printable(p['who'] or '?')}"
+                     + (f" ({p['student']})" if p.get("student") else "") + f": {printable(p['detail'])}")
+        lines += [f"    {printable(f)}" for f in p["files"]]
     (folder / "problems.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     for sid, info in plan.students.items():
         renamed = [f for f in info["files"] if f["how"] != "exact"]
@@ -498,7 +724,7 @@ def write_report(root: Path, assignment: str, plan: Plan, extracted: Path, log=N
                           files=p["files"])
     if log:
         for p in plan.problems:
-            log.warning("coursekit intake [%s] %s: %s", p["kind"], p["who"] or "?", p["detail"])
+            log.warning("coursekit intake [%s] %s: %s", p["kind"], printable(p["who"] or "?"), printable(p["detail"]))
         log.info("coursekit intake: %d students collected, %d problems (see %s)",
                  len(plan.students), len(plan.problems), folder / "problems.txt")
     return folder
@@ -562,39 +788,73 @@ def _env() -> dict:
     return env
 
 
+def check_source(source: Path) -> None:
+    """Refuse, before anything is staged, what cannot be a class's submissions (one line, naming it)."""
+    if not source.exists():
+        raise CourseError(f"{source} does not exist: give Moodle's 'download all submissions' zip or a folder")
+    if source.is_file():
+        if source.suffix.lower() != ".zip":
+            raise CourseError(f"{source} is not a .zip: give Moodle's 'download all submissions' zip or a folder")
+        try:
+            good, bad = archives.inspect(source, archives.Budget(), strict=False)
+        except archives.ArchiveError as exc:
+            raise CourseError(f"{source} refused, nothing staged: {exc}") from None
+        if bad and not good:  # a bad entry among good ones is one student's problem; all bad is no export
+            raise CourseError(f"{source} refused, nothing staged: every entry is refused, e.g. "
+                              f"{bad[0][0]!r} has {bad[0][1]}")
+
+
 def run(args) -> int:
     course = Course.at(args.course)
     source = Path(args.source).expanduser().resolve()
-    if not source.exists():
-        raise CourseError(f"{source} does not exist: give Moodle's zip or a folder of submissions")
-    if source.is_file() and source.suffix.lower() != ".zip":
-        raise CourseError(f"{source} is not a .zip: give Moodle's 'download all submissions' zip or a folder")
     course.source_notebooks(args.assignment)  # a clear error for an unknown assignment
+    check_source(source)
+    roster = Path(args.roster).expanduser().resolve() if args.roster else None
+    if roster is not None:
+        Roster.load(roster)  # a missing or unusable roster: one line now, not a failed zip_collect later
+    if not (course.release / args.assignment).is_dir():
+        raise CourseError(f"no release/{args.assignment}/ to recognise its notebooks by: run "
+                          f"`coursekit release` first")
+    staged_before = {p.name for p in (course.root / "downloaded" / args.assignment / "archive").glob("*")}
     archive = stage(course, args.assignment, source, args.force)
     # extracted/ is nbgrader's scratch copy of the archive: rebuilt on every run
     shutil.rmtree(archive.parent / "extracted", ignore_errors=True)
+    (report_dir(course.root, args.assignment) / "report.json").unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "nbgrader", "zip_collect", args.assignment,
            "--ZipCollectApp.collector_plugin=coursekit.intake.MoodleCollector",
            "--ZipCollectApp.extractor_plugin=coursekit.intake.MoodleExtractor"]
     if source.is_dir():
         cmd.append("--MoodleCollector.loose_folders=True")
-    if args.roster:
-        cmd.append(f"--MoodleCollector.roster={Path(args.roster).resolve()}")
+    if roster is not None:
+        cmd.append(f"--MoodleCollector.roster={roster}")
     if args.force:
         cmd.append("--force")
     proc = subprocess.run(cmd, cwd=course.root, capture_output=True, text=True, env=_env())
     report = read_report(course.root, args.assignment)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
-        raise CourseError(f"nbgrader zip_collect {args.assignment} failed (exit {proc.returncode}); "
-                          "see the log above" + ("" if args.force else " (to collect again, pass --force)"))
     folder = report_dir(course.root, args.assignment)
-    print(f"collected {len(report.get('students', {}))} students into {course.submitted}/<student>/{args.assignment}/")
+    log = folder / "zip_collect.log"
+    folder.mkdir(parents=True, exist_ok=True)
+    log.write_text(proc.stdout + proc.stderr, encoding="utf-8")
+    if proc.returncode != 0:
+        if source.name not in staged_before:  # a copy made by this run: do not let it block the next one
+            target = archive / source.name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        last = next((line for line in reversed((proc.stdout + proc.stderr).splitlines()) if line.strip()), "")
+        raise CourseError(f"nbgrader zip_collect {args.assignment} failed (exit {proc.returncode}): {last.strip()[:300]} "
+                          f"(full log: {log})" + ("" if args.force else "; to collect again, pass --force"))
+    students = report.get("students", {})
     problems = report.get("problems", [])
     if problems:
         print(f"{len(problems)} problems (also in {folder / 'problems.txt'}):")
         for p in problems:
-            print(f"  [{p['kind']}] {p['who'] or '?'}: {p['detail']}")
+            print(f"  [{p['kind']}] {printable(p['who'] or '?')}: {printable(p['detail'])}")
             for name in p["files"]:
-                print(f"      {name}")
+                print(f"      {printable(name)}")
+    if not students:
+        print(f"coursekit collect: no notebook of {args.assignment} collected from {source.name}"
+              + (f" ({len(problems)} problems above)" if problems else
+                 ": it holds no Moodle submission folders or files (is it the 'Download all submissions' zip "
+                 "of this assignment?)"), file=sys.stderr)
+        return 1
+    print(f"collected {len(students)} students into {course.submitted}/<student>/{args.assignment}/")
     return 0

@@ -318,6 +318,11 @@ def run(args) -> int:
         except SandboxError as e:
             print(f"FAIL  the sandbox cannot start here: {e}", file=sys.stderr)
             return 1
+        except Exception as e:  # noqa: BLE001 - e.g. the kernel died at start: say so in one line
+            cause = " ".join(str(e).split()) or type(e).__name__
+            print(f"FAIL  no sandboxed kernel answered ({type(e).__name__}: {cause[:300]}); "
+                  f"kernel command: {sys.executable} -m ipykernel_launcher", file=sys.stderr)
+            return 1
         print_table(rows, f"kernel sandbox, {'warm' if warm else 'cold'} start ({info['seconds']:.1f} s):")
         ok = ok and all(r[1] for r in rows)
     print("all guarantees hold" if ok else "SOME GUARANTEES DO NOT HOLD")

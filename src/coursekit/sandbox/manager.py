@@ -95,12 +95,28 @@ def python_paths(kernel_cmd: list[str]) -> list[str]:
         exe = kernel_cmd[0]
         paths.add(os.path.dirname(os.path.dirname(exe)))  # venv root
         paths.add(os.path.dirname(os.path.dirname(os.path.realpath(exe))))  # installation
-    out = []
-    for p in sorted(os.path.realpath(p) for p in paths):
-        if p in ("/", "/usr") or p.startswith("/usr/") or not os.path.isdir(p):
-            continue  # /usr is bound anyway
-        out.append(p)
-    return out
+    # A venv or interpreter reached through a symlink (a course folder linked from the home, a
+    # venv linked to a shared one) is mounted at both its link path, which the kernel command and
+    # sys.prefix name, and its target, which its own links lead to.
+    out = set()
+    for p in paths:
+        for q in (os.path.abspath(p), os.path.realpath(p)):
+            if q in ("/", "/usr") or q.startswith("/usr/") or not os.path.isdir(q):
+                continue  # /usr is bound anyway
+            out.add(q)
+    return sorted(out)
+
+
+def check_interpreter(cmd: list[str], ro_paths: list[str]) -> None:
+    """Refuse to start a kernel whose interpreter the sandbox would not see, naming it."""
+    if not cmd or not os.path.isabs(cmd[0]):
+        return
+    visible = ("/usr/", "/bin/", "/lib/", "/lib64/", "/sbin/")
+    for path in (os.path.abspath(cmd[0]), os.path.realpath(cmd[0])):
+        if path.startswith(visible) or any(path.startswith(p.rstrip("/") + "/") for p in ro_paths):
+            continue
+        raise SandboxError(f"the kernel's interpreter {path} is not under any folder the sandbox mounts; "
+                           "add its folder to c.SandboxKernelManager.extra_ro_paths")
 
 
 def course_layout(workdir: str):
@@ -620,6 +636,7 @@ def build_spec(settings, workdir: str, cmd: list[str], env: dict, rundir: str | 
         if release.is_dir():
             ro.append(str(release.resolve()))
     ro += [os.path.realpath(p) for p in settings.extra_ro_paths if os.path.exists(p)]
+    check_interpreter(cmd, ro)
     bwrap = settings.bwrap or os.environ.get(BWRAP_VARIABLE) or shutil.which("bwrap") or "/usr/bin/bwrap"
     return {
         "bwrap": bwrap,
