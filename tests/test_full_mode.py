@@ -5,7 +5,8 @@ Fashion-MNIST IDX files, an AlexNet checkpoint in torch.hub's cache) are read
 through torchvision's own classes and weights API; every source notebook runs
 top to bottom in full mode in a real kernel (nbclient, as Colab runs it) with
 only the training length capped (``coursekit.fullmode``).  A download attempt
-fails loudly.
+fails loudly.  The tests marked ``rehearsal`` take minutes and run in
+``make rehearsal`` (CI runs it after ``make test``).
 """
 from __future__ import annotations
 
@@ -70,6 +71,7 @@ def test_a_rejected_standin_makes_the_download_fail_loudly(small_standins):
     assert "RehearsalNetworkError" in proc.stderr and "network access attempted" in proc.stderr, proc.stderr
 
 
+@pytest.mark.rehearsal
 def test_weights_api_loads_the_cached_standin_without_download_or_hash_check(tmp_path):
     """torchvision's weights enum with check_hash=True loads the stand-in checkpoint from TORCH_HOME's cache;
     the stand-in's bytes do not match the hash in the file name, so a checked download would have failed."""
@@ -121,6 +123,7 @@ FULL_PATH_MARKS = {
 }
 
 
+@pytest.mark.rehearsal
 @pytest.mark.parametrize("assignment", list(FULL_PATH_MARKS))
 def test_full_mode_path_runs_end_to_end(full_size_standins, assignment):
     work, md5 = full_size_standins
