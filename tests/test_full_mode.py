@@ -166,3 +166,17 @@ def test_progress_bars_in_a_kernel_leave_no_dataloader_workers_behind(tmp_path):
     out = stdout_of(nb)
     assert "passes: 4, iterators: 4 , workers running: 0 , sum: 8064.0" in out, out
     assert "Mode: complet" in out and "bar: tqdm.notebook" in out, out  # the widget bar, as in Colab
+
+
+def test_a_cell_past_its_limit_fails_with_the_kernels_stacks(tmp_path):
+    """A hang is reported with where it is: the Python stacks of the kernel (and of what it forked)."""
+    import nbformat
+
+    path = tmp_path / "hangs.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import time\n\ndef waits_forever():\n    time.sleep(600)\n\nwaits_forever()\n")]), str(path))
+    with pytest.raises(fullmode.NotebookFailed) as failed:
+        fullmode.execute(path, tmp_path, fullmode.kernel_env(tmp_path, {}, rehearsal=True), cell_timeout=5)
+    message = str(failed.value)
+    assert "hangs.ipynb: a cell ran past 5 s" in message
+    assert "in waits_forever" in message and "Thread 0x" in message, message
