@@ -101,11 +101,16 @@ def test_weights_api_loads_the_cached_standin_without_download_or_hash_check(tmp
 # --- every notebook's full path in a real kernel -----------------------------------------------
 
 @pytest.fixture(scope="module")
-def full_size_standins(tmp_path_factory):
-    """The stand-ins at the real sizes (50 000 + 10 000 CIFAR-10 images, 60 000 + 10 000 Fashion-MNIST,
-    a full AlexNet checkpoint), written once for every notebook."""
-    work = tmp_path_factory.mktemp("fullmode")
-    return work, fullmode.prepare_standins(work)
+def rehearsal(tmp_path_factory):
+    """``coursekit rehearse`` run once, as `make rehearsal` users and CI do: stand-ins at the real sizes
+    (50 000 + 10 000 CIFAR-10 images, 60 000 + 10 000 Fashion-MNIST, a full AlexNet checkpoint), every
+    notebook in full mode with the training capped; the executed notebooks are kept for the checks."""
+    out = tmp_path_factory.mktemp("rehearsal")
+    proc = subprocess.run([sys.executable, "-m", "coursekit", "--course", str(REPO), "rehearse",
+                           "--out", str(out / "times.json"), "--save-notebooks", str(out / "executed")],
+                          capture_output=True, text=True, timeout=3600)
+    result = json.loads((out / "times.json").read_text()) if (out / "times.json").exists() else None
+    return proc, result, out
 
 
 def stdout_of(nb) -> str:
@@ -125,15 +130,35 @@ FULL_PATH_MARKS = {
 
 @pytest.mark.rehearsal
 @pytest.mark.parametrize("assignment", list(FULL_PATH_MARKS))
-def test_full_mode_path_runs_end_to_end(full_size_standins, assignment):
-    work, md5 = full_size_standins
-    notebook = fullmode.source_notebooks(Course(REPO))[assignment]
-    nb = fullmode.execute(notebook, work, fullmode.kernel_env(work, md5, rehearsal=True), cell_timeout=600)
-    out = stdout_of(nb)
+def test_full_mode_path_runs_end_to_end(rehearsal, assignment):
+    import nbformat
+
+    proc, result, out = rehearsal
+    assert result is not None, f"no result written:\n{proc.stdout[-5000:]}\n{proc.stderr[-3000:]}"
+    entry = result["notebooks"][assignment]
+    assert "error" not in entry, entry.get("error")
+    nb = nbformat.read(str(out / "executed" / f"{assignment}.ipynb"), as_version=4)
+    assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    text = stdout_of(nb)
     for mark in FULL_PATH_MARKS[assignment]:
-        assert mark in out, f"{assignment}: {mark!r} not printed; stdout:\n{out[-3000:]}"
-    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors
+        assert mark in text, f"{assignment}: {mark!r} not printed; stdout:\n{text[-3000:]}"
+
+
+@pytest.mark.rehearsal
+def test_rehearsal_records_the_time_of_every_notebook_and_section(rehearsal):
+    """What `coursekit time-full-mode` writes on a GPU machine, written here with the rehearsal's caps."""
+    proc, result, out = rehearsal
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+    assert result["kind"].startswith("rehearsal") and result["machine"]["cpu_count"]
+    assert list(result["notebooks"]) == list(FULL_PATH_MARKS)
+    for assignment, entry in result["notebooks"].items():
+        assert entry["seconds"] > 0 and entry["sections"]
+        assert sum(s["seconds"] for s in entry["sections"]) <= entry["seconds"]
+    sections = {s["section"]: s["seconds"] for s in result["notebooks"]["a3_alexnet_bn"]["sections"]}
+    assert sections["4.4 *Transfer learning* amb les convolucions congelades"] > 0
+    assert not any("SOLUTION" in name for name in sections)
+    table = (out / "times.md").read_text()
+    assert "| **a2_batchnorm2d** | **total** |" in table and "3. Per què els batches petits perjudiquen BatchNorm" in table
 
 
 def test_progress_bars_in_a_kernel_leave_no_dataloader_workers_behind(tmp_path):

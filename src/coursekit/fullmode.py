@@ -149,8 +149,11 @@ def section_times(nb) -> list[dict]:
 
 
 def run_all(course: Course, rehearsal: bool, only: list[str] | None = None, cell_timeout: int = 900,
-            workdir: Path | None = None) -> dict:
-    """Run the notebooks in full mode (capped if ``rehearsal``); return the timings."""
+            workdir: Path | None = None, save_dir: Path | None = None) -> dict:
+    """Run the notebooks in full mode (capped if ``rehearsal``); return the timings.
+
+    With ``save_dir``, every executed notebook (outputs and plots) is written there as ``<assignment>.ipynb``.
+    """
     notebooks = source_notebooks(course)
     if only:
         unknown = sorted(set(only) - set(notebooks))
@@ -174,9 +177,18 @@ def run_all(course: Course, rehearsal: bool, only: list[str] | None = None, cell
             print(f"{assignment}: running {path.name} in full mode{' (rehearsal caps)' if rehearsal else ''}...",
                   flush=True)
             start = time.perf_counter()
-            nb = execute(path, workdir, env, cell_timeout)
+            try:
+                nb = execute(path, workdir, env, cell_timeout)
+            except NotebookFailed as e:
+                # the other notebooks still run: a machine lent for the measurement is not wasted
+                result["notebooks"][assignment] = {"notebook": path.name, "error": str(e)[-4000:]}
+                print(f"{assignment}: FAILED\n{e}", flush=True)
+                continue
             total = round(time.perf_counter() - start, 1)
             result["notebooks"][assignment] = {"notebook": path.name, "seconds": total, "sections": section_times(nb)}
+            if save_dir is not None:
+                Path(save_dir).mkdir(parents=True, exist_ok=True)
+                nbformat.write(nb, str(Path(save_dir) / f"{assignment}.ipynb"))
             print(f"{assignment}: {total:.1f} s", flush=True)
         return result
     finally:
@@ -199,6 +211,9 @@ def markdown(result: dict) -> str:
              f"torch {machine['torch']}", "",
              "| notebook | section | seconds |", "|---|---|---|"]
     for assignment, entry in result["notebooks"].items():
+        if "error" in entry:
+            lines.append(f"| **{assignment}** | **failed** (see the JSON) | |")
+            continue
         lines.append(f"| **{assignment}** | **total** | **{entry['seconds']:.0f}** |")
         for s in entry["sections"]:
             lines.append(f"| | {s['section'].replace('|', '/')} | {s['seconds']:.1f} |")
@@ -209,6 +224,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("assignments", nargs="*", help="assignments to run (default: all)")
     parser.add_argument("--out", default=None, help="JSON output (a .md is written next to it); "
                         "default reports/full_mode_rehearsal.json or reports/full_mode_times.json")
+    parser.add_argument("--save-notebooks", default=None, metavar="DIR",
+                        help="write the executed notebooks (outputs, plots) to DIR/<assignment>.ipynb")
     parser.add_argument("--cell-timeout", type=int, default=None,
                         help="seconds one cell may run (default: 900 rehearsing, 21600 timing)")
 
@@ -217,10 +234,11 @@ def _run(args, rehearsal: bool) -> int:
     course = Course.at(args.course)
     timeout = args.cell_timeout or (900 if rehearsal else 6 * 3600)
     try:
-        result = run_all(course, rehearsal, args.assignments or None, timeout)
-    except (NotebookFailed, CourseError) as e:
+        result = run_all(course, rehearsal, args.assignments or None, timeout,
+                         save_dir=Path(args.save_notebooks) if args.save_notebooks else None)
+    except CourseError as e:
         print(f"error: {e}")
-        return 1
+        return 2
     out = Path(args.out) if args.out else course.reports / ("full_mode_rehearsal.json" if rehearsal
                                                             else "full_mode_times.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -228,7 +246,7 @@ def _run(args, rehearsal: bool) -> int:
     out.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
     print(f"written: {out} and {out.with_suffix('.md')}")
-    return 0
+    return 1 if any("error" in entry for entry in result["notebooks"].values()) else 0
 
 
 def run(args) -> int:
