@@ -244,12 +244,12 @@ def fit(model, train_loader, val_loader, epochs, lr, optimizer="sgd", momentum=0
     per època de train_loss, train_acc, val_loss, val_acc i time (segons), i
     `diverged` = True si la pèrdua deixa de ser finita (llavors s'atura).
     """
-    # Per defecte, les funcions train_one_epoch / evaluate del quadern (les de la cel·la
-    # course_loops o les vostres): es busquen pel nom en el moment de la crida.
     if os.environ.get("COURSE_REHEARSAL") == "1":
         # Assaig automàtic del mode complet (només el fixa l'eina del repositori que el fa, mai
         # Colab): el camí complet s'executa sencer, però cada entrenament dura una sola època.
         epochs = min(epochs, 1)
+    # Per defecte, les funcions train_one_epoch / evaluate del quadern (les de la cel·la
+    # course_loops o les vostres): es busquen pel nom en el moment de la crida.
     train_fn = train_fn or _notebook_function("train_one_epoch")
     eval_fn = eval_fn or _notebook_function("evaluate")
     criterion = criterion or nn.CrossEntropyLoss()

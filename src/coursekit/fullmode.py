@@ -79,21 +79,26 @@ class NotebookFailed(Exception):
 
 
 def _kernel_stacks(client, trace: Path) -> str:
-    """Ask the kernel and the processes it forked for their Python stacks (faulthandler on SIGUSR1)."""
+    """Ask the kernel, then each process it forked, for its Python stacks (faulthandler on SIGUSR1)."""
     try:
         pid = client.km.provisioner.process.pid
     except AttributeError:
         return "(kernel process not found)"
+    start = trace.stat().st_size if trace.exists() else 0
     pids = [pid]
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
         pids += [int(p) for p in task.read_text().split()]
-    for p in pids:
+    for p in pids:  # one after the other, so that their dumps do not interleave in the shared file
         try:
             os.kill(p, signal.SIGUSR1)
         except ProcessLookupError:
-            pass
-    time.sleep(2)
-    return trace.read_text(errors="replace")[-20000:] if trace.exists() else "(no stacks written)"
+            continue
+        time.sleep(1)
+    if not trace.exists():
+        return "(no stacks written)"
+    with open(trace, errors="replace") as f:
+        f.seek(start)
+        return f"processes {pids} (kernel first):\n" + f.read()[:40000]
 
 
 def execute(notebook: Path, workdir: Path, env: dict[str, str], cell_timeout: int) -> nbformat.NotebookNode:
