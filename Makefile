@@ -1,7 +1,8 @@
 # Entry points of the course repository.  See README.md.
 #   make demo    create .venv, regenerate releases, grade a generated class, print grades
-#   make test    the whole test suite (what CI runs)
+#   make test    the test suite (CI runs it, then make rehearsal)
 #   make bench   grading speed, measured side by side
+#   make rehearsal  every notebook's full (Colab) path on stand-in data, training capped (CI runs it too)
 #   make release regenerate release/ from source/ (commit the result)
 #   make publish DEST=<mirror>  copy what students may see into the public mirror
 
@@ -12,7 +13,7 @@ STAMP  := $(VENV)/.installed
 # nbgrader runs `alembic` from PATH when it creates a gradebook.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv setup release check-release publish demo test test-nbgrader bench clean
+.PHONY: venv setup release check-release publish demo test rehearsal test-nbgrader bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,7 +47,12 @@ demo: setup
 	$(PY) -m coursekit demo
 
 test: setup
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q --durations=15 -m "not rehearsal"
+
+# The notebooks' full (Colab) path on stand-in files of the real sizes, in a real kernel, training capped
+# (tests/test_full_mode.py, README "Full mode"); minutes on 2 cores, so outside `make test`.
+rehearsal: setup
+	$(PY) -m pytest -q --durations=5 -m rehearsal tests/test_full_mode.py
 
 # nbgrader's own test suites, with the course's extensions loaded (README "nbgrader's own promises").
 test-nbgrader: setup

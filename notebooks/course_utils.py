@@ -32,10 +32,22 @@ def seed_everything(seed=0):
 
 
 def progress(iterable, **kwargs):
-    """Barra de progrés (tqdm); en mode ràpid no es mostra."""
-    from tqdm.auto import tqdm
+    """Barra de progrés (tqdm); en mode ràpid no es mostra.
 
-    return tqdm(iterable, disable=FAST or kwargs.pop("disable", False), **kwargs)
+    Dins d'un quadern és la barra de quadern de tqdm (un widget) i fora, la de text. No fem
+    servir tqdm.auto: la seva classe (la variant asyncio) ja crida iter(iterable) en crear la
+    barra, i després el bucle en crida un altre. Amb un DataLoader amb num_workers > 0, el
+    primer iterador engega uns processos que ningú no llegeix ni atura: a cada època se
+    n'acumulen més, fins que el quadern es penja.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tqdm.autonotebook avisa quan tria la barra de quadern
+        from tqdm.autonotebook import tqdm
+
+    disable = kwargs.pop("disable", False)  # primer es treu de kwargs: no hi pot quedar repetit
+    return tqdm(iterable, disable=FAST or disable, **kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -232,6 +244,10 @@ def fit(model, train_loader, val_loader, epochs, lr, optimizer="sgd", momentum=0
     per època de train_loss, train_acc, val_loss, val_acc i time (segons), i
     `diverged` = True si la pèrdua deixa de ser finita (llavors s'atura).
     """
+    if os.environ.get("COURSE_REHEARSAL") == "1":
+        # Assaig automàtic del mode complet (només el fixa l'eina del repositori que el fa, mai
+        # Colab): el camí complet s'executa sencer, però cada entrenament dura una sola època.
+        epochs = min(epochs, 1)
     # Per defecte, les funcions train_one_epoch / evaluate del quadern (les de la cel·la
     # course_loops o les vostres): es busquen pel nom en el moment de la crida.
     train_fn = train_fn or _notebook_function("train_one_epoch")

@@ -230,3 +230,24 @@ def test_plot_curves_draws_train_and_validation(cu):
     fig = cu.plot_curves({"base": hist, "BN": hist}, title="prova")
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 4
     assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["base", "BN"]
+
+
+# --- progress bars over DataLoaders with worker processes ------------------------------------------
+
+def test_progress_starts_one_set_of_workers_per_pass_and_leaves_none_running(cu, monkeypatch):
+    """A bar that called iter() on the loader itself (tqdm.auto's class does, in its constructor) starts a
+    second set of worker processes per pass that nobody reads nor stops; in full mode (two workers, every
+    epoch) they pile up until the kernel hangs."""
+    import multiprocessing
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    loader = DataLoader(TensorDataset(torch.arange(8.0)), batch_size=4, num_workers=2)
+    iterators = []
+    real = DataLoader._get_iterator
+    monkeypatch.setattr(DataLoader, "_get_iterator", lambda self: iterators.append(1) or real(self))
+    for disable in (True, False):
+        batches = [b[0].tolist() for b in cu.progress(loader, disable=disable)]
+        assert batches == [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]]
+    assert len(iterators) == 2, f"{len(iterators)} iterators (and sets of workers) for 2 passes"
+    assert not multiprocessing.active_children(), "worker processes still running after the passes"

@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("coursekit.reports", "grades CSV, feedback and class summary for an assignment"),
     "demo": ("coursekit.demo", "end-to-end demo: releases, a generated class, grades"),
     "bench": ("coursekit.bench", "measure grading speed against serial nbgrader"),
+    "rehearse": ("coursekit.fullmode", "run every notebook's full (Colab) path on stand-in data, training capped"),
+    "time-full-mode": ("coursekit.fullmode", "time every notebook's full mode at full size (on a GPU machine)"),
     "sandbox-check": ("coursekit.sandbox", "check that the kernel sandbox can start here"),
 }
 
