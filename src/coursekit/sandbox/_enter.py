@@ -417,6 +417,49 @@ def release_workdir(workdir: str, owner) -> list[str]:
     return sorted(removed)
 
 
+def snapshot(workdir: str) -> set[str]:
+    """Relative paths of everything in ``workdir`` (taken before a kernel starts)."""
+    return {os.path.relpath(p, workdir) for p in walk(workdir)}
+
+
+def remove_new(workdir: str, before: set[str]) -> dict:
+    """Remove what was not in ``workdir`` when ``before`` was taken (what the
+    kernel made): its working copy is nbgrader's ``autograded/`` folder, whose
+    every extra file ``generate_feedback`` copies to ``feedback/``, one by one.
+    Returns ``{"files": n, "bytes": b, "sample": [first names]}`` (empty dict
+    when nothing was made).  Call once nothing of the sandbox runs any more."""
+    files = size = 0
+    sample: list[str] = []
+    new_dirs = []
+    for root, dirs, names in os.walk(workdir):
+        rel_root = os.path.relpath(root, workdir)
+        for name in names:
+            rel = os.path.normpath(os.path.join(rel_root, name))
+            if rel in before:
+                continue
+            path = os.path.join(root, name)
+            try:
+                size += os.lstat(path).st_size
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            files += 1
+            if len(sample) < 10:
+                sample.append(rel)
+        for name in dirs:
+            rel = os.path.normpath(os.path.join(rel_root, name))
+            if rel not in before:
+                new_dirs.append(os.path.join(root, name))
+    for path in sorted(new_dirs, key=len, reverse=True):
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+    if not (files or new_dirs):
+        return {}
+    return {"files": files, "dirs": len(new_dirs), "bytes": size, "sample": sorted(sample)}
+
+
 # --------------------------------------------------------------------------
 # 3. supervision (shared by the cold launcher and the warm supervisor)
 # --------------------------------------------------------------------------

@@ -158,7 +158,8 @@ class SandboxProvisioner(LocalProvisioner):
             raise SandboxError(f"working folder {workdir} does not exist")
         check_workdir(workdir)
         spec = km.sandbox_spec(workdir, cmd, env)
-        state = {"spec": spec, "workdir": workdir, "owner": None, "pidfds": [], "mode": "cold"}
+        state = {"spec": spec, "workdir": workdir, "owner": None, "pidfds": [], "mode": "cold",
+                 "before": _enter.snapshot(workdir) if km.remove_kernel_files else None}
         self.sandbox = state
         # the kernel runs as an unprivileged uid: lend it its working copy
         state["owner"] = _enter.take_workdir(spec)
@@ -241,11 +242,16 @@ def _teardown(process, state: dict, restart: bool) -> None:
         with open(log, "rb") as f:
             f.seek(max(0, os.path.getsize(log) - 2000))
             state["log_tail"] = f.read().decode(errors="replace")
-    if removed:
-        layout = course_layout(workdir)
-        if layout:
-            from coursekit import events
+    # What the kernel made in its working copy (files it wrote, however many)
+    # goes: nbgrader would copy each of them to feedback/.
+    made = _enter.remove_new(workdir, state["before"]) if state.get("before") is not None and not restart else {}
+    layout = course_layout(workdir)
+    if layout and (removed or made):
+        from coursekit import events
+        if removed:
             events.record(layout[0], layout[2], layout[1], "sandbox_removed_links", paths=removed)
+        if made:
+            events.record(layout[0], layout[2], layout[1], "sandbox_removed_files", **made)
     if not restart:
         shutil.rmtree(state["spec"]["rundir"], ignore_errors=True)
 
@@ -437,28 +443,49 @@ def _content_size(content) -> int:
 
 class CappedIOPubChannel(AsyncZMQSocketChannel):
     """IOPub channel that stops passing output on once a kernel has sent more
-    than ``limit`` bytes, so a flood cannot fill the grader's memory (nbgrader's
-    LimitOutput only trims the notebook afterwards)."""
+    than ``limit`` bytes, or more than ``max_messages`` output messages in all or
+    ``max_cell_messages`` for one cell, so that a flood (of bytes, or of tiny
+    messages: each one costs nbclient time and the notebook a JSON object)
+    cannot fill the grader's memory or stall it (nbgrader's LimitOutput only
+    trims the notebook afterwards).  The first dropped output of a cell, or of
+    the notebook, becomes a note (Catalan) that says what was cut."""
 
     limit = 32 * 1024 * 1024
+    max_messages = 20_000
+    max_cell_messages = 5_000
     used = 0
-    notified = False
+    notified = False  # the byte or notebook-message cap was announced
+
+    def _cut(self, msg: dict, text: str) -> dict:
+        msg["msg_type"] = msg["header"]["msg_type"] = "stream"
+        msg["content"] = {"name": "stderr", "text": f"\n[sortida truncada: {text}; la resta no s'ha desat]\n"}
+        return msg
 
     def _cap(self, msg: dict) -> dict:
         mtype = msg.get("msg_type") or msg.get("header", {}).get("msg_type")
         if mtype not in _OUTPUT_TYPES:
             return msg
+        if not hasattr(self, "_per_cell"):
+            self._per_cell, self._cell_notified, self.messages = {}, set(), 0
+        cell = (msg.get("parent_header") or {}).get("msg_id", "")
+        self.messages += 1
+        count = self._per_cell[cell] = self._per_cell.get(cell, 0) + 1
         self.used += _content_size(msg.get("content", {}))
-        if self.used <= self.limit:
+        over_bytes = self.used > self.limit
+        over_notebook = self.messages > self.max_messages
+        over_cell = count > self.max_cell_messages
+        if not (over_bytes or over_notebook or over_cell):
             return msg
-        if not self.notified and mtype in ("stream", "error", "display_data", "execute_result"):
+        announce = mtype in ("stream", "error", "display_data", "execute_result", "update_display_data")
+        if announce and (over_bytes or over_notebook) and not self.notified:
             self.notified = True
-            msg["msg_type"] = msg["header"]["msg_type"] = "stream"
-            msg["content"] = {"name": "stderr", "text": (
-                f"\n[sortida truncada: aquest quadern ha escrit més de {self.limit // 2**20} MB; "
-                "la resta no s'ha desat]\n")}
-            return msg
-        # past the limit: turn it into a message nbclient ignores
+            self._cell_notified.add(cell)
+            return self._cut(msg, f"aquest quadern ha escrit més de {self.limit // 2**20} MB"
+                             if over_bytes else f"aquest quadern ha enviat més de {self.max_messages} sortides")
+        if announce and over_cell and cell not in self._cell_notified:
+            self._cell_notified.add(cell)
+            return self._cut(msg, f"aquesta cel·la ha enviat més de {self.max_cell_messages} sortides")
+        # past a limit: turn it into a message nbclient ignores
         msg["msg_type"] = msg["header"]["msg_type"] = "execute_input"
         msg["content"] = {"code": "", "execution_count": None}
         return msg
@@ -497,11 +524,15 @@ class _BoundedSockets:
 class SandboxKernelClient(_BoundedSockets, AsyncKernelClient):
     iopub_channel_class = CappedIOPubChannel  # type: ignore[assignment]
     output_limit = 32 * 1024 * 1024
+    output_messages = CappedIOPubChannel.max_messages
+    output_cell_messages = CappedIOPubChannel.max_cell_messages
 
     @property
     def iopub_channel(self):
         channel = super().iopub_channel
         channel.limit = self.output_limit
+        channel.max_messages = self.output_messages
+        channel.max_cell_messages = self.output_cell_messages
         return channel
 
 
@@ -528,9 +559,16 @@ class SandboxKernelManager(_BoundedSockets, AsyncKernelManager):
     tmp_mb = Integer(512, config=True, help="size of the kernel's private /tmp, MiB")
     shm_mb = Integer(256, config=True, help="size of the kernel's private /dev/shm, MiB")
     output_limit_mb = Integer(32, config=True, help="output a kernel may send before the rest is dropped, MiB")
+    output_messages = Integer(20_000, config=True,
+                              help="output messages a kernel may send in all before the rest is dropped")
+    output_cell_messages = Integer(5_000, config=True,
+                                   help="output messages one cell may send before the rest of its output is dropped")
     extra_ro_paths = List(Unicode(), config=True, help="more host paths the kernel may read (datasets, ...)")
     pass_env = List(Unicode(), config=True, help="more environment variables passed to the kernel")
     use_warm = Bool(True, config=True, help="use the warm fork server when one is running")
+    remove_kernel_files = Bool(True, config=True,
+                               help="after the kernel, remove the files it made in its working copy "
+                                    "(else generate_feedback copies every one of them to feedback/)")
 
     @default("shutdown_wait_time")
     def _default_shutdown_wait_time(self):
@@ -555,6 +593,8 @@ class SandboxKernelManager(_BoundedSockets, AsyncKernelManager):
         kc = super().client(**kwargs)
         if isinstance(kc, SandboxKernelClient):
             kc.output_limit = self.output_limit_mb * 2**20
+            kc.output_messages = self.output_messages
+            kc.output_cell_messages = self.output_cell_messages
         return kc
 
     # -- configuration -> spec ------------------------------------------
