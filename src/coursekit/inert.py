@@ -15,9 +15,9 @@ course's extensions therefore pass every graded notebook through
   before this existed are made inert too, and student markdown is rendered
   safely.
 
-What it does to a code cell's outputs: ``text/html`` and ``text/markdown`` are
-cleaned with bleach (an allow-list of tags, attributes and URL schemes: no
-``<script>``, no ``on*`` attribute, no ``javascript:`` URL); PNG, JPEG and
+What it does to a code cell's outputs: ``text/html`` is cleaned with bleach (an allow-list of tags, attributes and URL schemes: no
+``<script>``, no ``on*`` attribute, no ``javascript:`` URL), ``text/markdown`` is rendered and cleaned the same way
+and kept as ``text/html``; PNG, JPEG and
 plain text stay; any other MIME type (JavaScript, SVG, widgets, LaTeX, PDF,
 vendor types) is dropped, and when that leaves nothing to show, a plain-text
 note (Catalan) says what was removed.  ``stream`` and ``error`` outputs are
@@ -60,8 +60,6 @@ _CSS = CSSSanitizer(allowed_css_properties=())
 
 # Output MIME types shown as they are: the templates escape text, images are data.
 SAFE_KEYS = frozenset({"text/plain", "image/png", "image/jpeg"})
-# Output MIME types shown after cleaning.
-CLEANED_KEYS = frozenset({"text/html", "text/markdown"})
 MARK = "coursekit_inert"  # cell metadata: this cell's markdown is already the cleaned HTML
 
 REMOVED_NOTE = ("[sortida eliminada: el corrector no mostra contingut actiu ({types}); "
@@ -94,9 +92,15 @@ def inert_output(output) -> None:
     for key in list(data):
         if key in SAFE_KEYS:
             continue
-        if key in CLEANED_KEYS:
-            cleaned = clean_html(_text(data[key]))
-            data[key] = disarm_mathjax(cleaned) if key == "text/markdown" else cleaned
+        if key == "text/html":
+            data[key] = clean_html(_text(data[key]))
+            continue
+        if key == "text/markdown":
+            # rendered here and cleaned (markdown link syntax makes URLs the
+            # renderer would not clean); shown as the cleaned HTML
+            markdown = _text(data.pop(key))
+            if "text/html" not in data:
+                data["text/html"] = inert_markdown(markdown)
             continue
         removed.append(key)
         del data[key]

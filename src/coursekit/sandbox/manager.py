@@ -468,13 +468,15 @@ class CappedIOPubChannel(AsyncZMQSocketChannel):
         if not hasattr(self, "_per_cell"):
             self._per_cell, self._cell_notified, self.messages = {}, set(), 0
         cell = (msg.get("parent_header") or {}).get("msg_id", "")
-        self.messages += 1
         count = self._per_cell[cell] = self._per_cell.get(cell, 0) + 1
         self.used += _content_size(msg.get("content", {}))
         over_bytes = self.used > self.limit
-        over_notebook = self.messages > self.max_messages
         over_cell = count > self.max_cell_messages
+        # the notebook's cap counts the messages passed on (a cell cut at its own
+        # cap does not use up the rest of the notebook's)
+        over_notebook = not over_cell and self.messages >= self.max_messages
         if not (over_bytes or over_notebook or over_cell):
+            self.messages += 1
             return msg
         announce = mtype in ("stream", "error", "display_data", "execute_result", "update_display_data")
         if announce and (over_bytes or over_notebook) and not self.notified:

@@ -1,0 +1,135 @@
+"""Per-submission limits that protect the rest of the class, on real sandboxed
+kernels (no torch: the mechanisms are what is tested; the corpus graded end to
+end is in tests/test_hostile_resources.py):
+
+- output caps count messages, per cell and per notebook, not only bytes;
+- what a kernel makes in its working copy is removed once it ends (nbgrader
+  would copy every file to feedback/), and the event log says how much;
+- two concurrent sandboxes do not share one process budget: one holding all
+  of its processes does not stop another from forking.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from traitlets.config import Config
+
+from coursekit import events
+from coursekit.sandbox import SandboxKernelManager, wrap_command
+
+pytestmark = pytest.mark.slow
+
+
+def run_cells(cells: list[str], workdir: Path, **traits) -> nbformat.NotebookNode:
+    c = Config()
+    for k, v in {"memory_mb": 768, "processes": 64, **traits}.items():
+        setattr(c.SandboxKernelManager, k, v)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
+    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True, kernel_manager_class=SandboxKernelManager,
+                   config=c, resources={"metadata": {"path": str(workdir)}}).execute()
+    return nb
+
+
+def course_workdir(tmp_path: Path) -> tuple[Path, Path]:
+    """(course root, autograded/eve/a1 working copy) of a scratch course layout."""
+    root = tmp_path / "course"
+    workdir = root / "autograded" / "eve" / "a1"
+    workdir.mkdir(parents=True)
+    (root / "nbgrader_config.py").write_text("")
+    return root, workdir
+
+
+def _text(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs)
+
+
+FLOOD = "from IPython.display import display\nfor _ in range({n}):\n    display({{'text/plain': ''}}, raw=True)"
+
+
+def test_output_caps_count_messages(tmp_path):
+    _, workdir = course_workdir(tmp_path)
+    start = time.monotonic()
+    nb = run_cells([FLOOD.format(n=1000), "print('cel·la següent')", FLOOD.format(n=1000), "print('massa tard')"],
+                   workdir, output_cell_messages=300, output_messages=500)
+    first, after, second, late = nb.cells
+    # the first cell: cut at its own cap, with a note; the next cell is not affected
+    assert len(first.outputs) <= 301 and "aquesta cel·la ha enviat més de 300 sortides" in _text(first)
+    assert _text(after) == "cel·la següent\n"
+    # the notebook's cap (messages passed on): reached in the third cell, nothing after it is kept
+    assert "aquest quadern ha enviat més de 500 sortides" in _text(second)
+    assert len(second.outputs) <= 500 - 301 + 1 and late.outputs == []
+    print(f"\n2,002 messages through the capped client in {time.monotonic() - start:.1f} s")
+
+
+def test_files_a_kernel_makes_are_removed_after_it(tmp_path):
+    root, workdir = course_workdir(tmp_path)
+    (workdir / "dades.csv").write_text("a,b\n1,2\n")  # what nbgrader copied there: stays
+    (workdir / "carpeta").mkdir()
+    nb = run_cells(["import os\nos.makedirs('sortida/molts', exist_ok=True)\n"
+                    "for i in range(3000):\n    open(f'sortida/molts/{i}.txt', 'w').write('x')\n"
+                    "open('carpeta/nou.txt', 'w').write('y' * 100)\nopen('dades.csv', 'a').write('3,4\\n')\n"
+                    "print(sum(len(f) for _, _, f in os.walk('.')))"], workdir)
+    assert _text(nb.cells[0]).strip() == "3002"  # the kernel saw its files
+    left = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*"))
+    assert left == ["carpeta", "dades.csv"]
+    assert (workdir / "dades.csv").read_text() == "a,b\n1,2\n3,4\n"  # a file it changed is not one it made
+    logged = [e for e in events.read(root, "a1", "eve") if e["kind"] == "sandbox_removed_files"]
+    assert len(logged) == 1 and logged[0]["files"] == 3001 and logged[0]["dirs"] == 2
+    assert logged[0]["bytes"] == 3000 + 100 and len(logged[0]["sample"]) == 10
+
+
+HOG = r'''
+import errno, os, sys, time
+held = 0
+while True:
+    try:
+        pid = os.fork()
+    except OSError as e:
+        print("full", held, errno.errorcode[e.errno], flush=True)
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    held += 1
+time.sleep(60)
+'''
+
+PROBE = r'''
+import errno, os, subprocess, sys, threading
+try:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    t = threading.Thread(target=lambda: None)
+    t.start(); t.join()
+    out = subprocess.run([sys.executable, "-c", "print('fill')"], capture_output=True, text=True).stdout.strip()
+    print("forks", out)
+except OSError as e:
+    print("blocked", errno.errorcode.get(e.errno, e.errno))
+'''
+
+
+def test_concurrent_sandboxes_do_not_share_a_process_budget():
+    c = Config()
+    c.SandboxKernelManager.processes = 24
+    argv, env = wrap_command([sys.executable, "-c", HOG], config=c)
+    hog = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = hog.stdout.readline().split()
+        # the hog holds its whole budget (so this test could fail) ...
+        assert line[0] == "full" and line[2] == "EAGAIN" and 10 < int(line[1]) < 24, line
+        # ... and a second sandbox, same limits, same host uid, still forks, threads and execs
+        argv, env = wrap_command([sys.executable, "-c", PROBE], config=c)
+        probe = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        assert probe.stdout.strip() == "forks fill", probe.stdout + probe.stderr
+    finally:
+        hog.kill()
+        hog.wait()
