@@ -22,6 +22,7 @@ from traitlets.config import Config
 
 from coursekit import events
 from coursekit.sandbox import SandboxKernelManager, wrap_command
+from coursekit.sandbox._enter import process_budget
 
 pytestmark = pytest.mark.slow
 
@@ -130,6 +131,28 @@ def test_concurrent_sandboxes_do_not_share_a_process_budget():
         argv, env = wrap_command([sys.executable, "-c", PROBE], config=c)
         probe = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
         assert probe.stdout.strip() == "forks fill", probe.stdout + probe.stderr
+        cgroups = _sandbox_cgroups(hog.pid)
+        if "pids cgroup" in process_budget()[1]:
+            # the hog's kernel and its children sit in a pids cgroup of their own
+            assert len(cgroups) == 1 and int((cgroups[0] / "pids.current").read_text()) >= int(line[1])
+            assert (cgroups[0] / "pids.max").read_text().strip() == "24"
     finally:
-        hog.kill()
-        hog.wait()
+        hog.terminate()  # forwarded to the command; the launcher then takes the sandbox down
+        try:
+            hog.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            hog.kill()
+            hog.wait()
+    assert _sandbox_cgroups(hog.pid) == []  # removed with the sandbox
+
+
+def _sandbox_cgroups(launcher_pid: int) -> list[Path]:
+    from coursekit.sandbox._enter import PIDS_CGROUP_BASES
+
+    return [p for base in PIDS_CGROUP_BASES for p in Path(base).glob(f"coursekit-{launcher_pid}-*")]
+
+
+def test_this_machine_gives_each_sandbox_its_own_process_budget():
+    per_sandbox, how = process_budget()
+    print("\nprocess budget:", how)
+    assert per_sandbox, how

@@ -128,6 +128,18 @@ def check_workdir(workdir: str) -> None:
 
 
 _swept = False
+_budget_checked = False
+
+
+def _check_process_budget(log) -> None:
+    """Say once, loudly, when concurrent sandboxes share one process budget here."""
+    global _budget_checked
+    if _budget_checked:
+        return
+    _budget_checked = True
+    per_sandbox, how = _enter.process_budget()
+    if not per_sandbox:
+        log.warning("sandbox: process budget %s", how)
 
 
 def _sweep_rundirs() -> None:
@@ -157,6 +169,7 @@ class SandboxProvisioner(LocalProvisioner):
         if not os.path.isdir(workdir):
             raise SandboxError(f"working folder {workdir} does not exist")
         check_workdir(workdir)
+        _check_process_budget(km.log)
         spec = km.sandbox_spec(workdir, cmd, env)
         state = {"spec": spec, "workdir": workdir, "owner": None, "pidfds": [], "mode": "cold",
                  "before": _enter.snapshot(workdir) if km.remove_kernel_files else None}
@@ -233,6 +246,8 @@ def _teardown(process, state: dict, restart: bool) -> None:
         select.select([fd], [], [], 10)
         os.close(fd)
     state["pidfds"] = []
+    if os.geteuid() == 0:
+        _enter.sweep_cgroups()  # the pids cgroup of a supervisor killed before it removed it
     workdir = state["workdir"]
     removed = _enter.release_workdir(workdir, state["owner"])
     code = process.poll() if process is not None else state.get("exit")
