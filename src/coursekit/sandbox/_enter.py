@@ -436,7 +436,8 @@ def become_sandboxed(spec: dict, ns_fds: dict) -> None:
         prctl(PR_SET_DUMPABLE, 1, what="dumpable")  # else /proc/self/uid_map stays root's
     # A user namespace of the kernel's own, where it is uid/gid 65534: it owns
     # none of the sandbox's other namespaces (so no capability it holds there
-    # reaches them), and RLIMIT_NPROC counts this kernel's processes only.
+    # reaches them), and RLIMIT_NPROC counts this kernel's processes only (on
+    # Linux >= 5.14; see "the sandbox's process budget" above).
     outer_uid, outer_gid = os.geteuid(), os.getegid()
     unshare(CLONE_NEWUSER)
     _write("/proc/self/setgroups", "deny")
