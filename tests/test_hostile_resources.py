@@ -161,5 +161,5 @@ def test_a_flood_of_tiny_messages_is_cut(run):
     assert path.stat().st_size < 2 * 2**20
     nb = nbformat.read(str(path), as_version=4)
     flood = next(c for c in nb.cells if c.cell_type == "code" and "150000" in c.source)
-    assert len(flood.outputs) <= 5_001
+    assert len(flood.outputs) <= 5_002  # kept outputs, the note, at most one late error
     assert any("sortida truncada" in o.get("text", "") for o in flood.outputs)

@@ -172,7 +172,10 @@ class SandboxProvisioner(LocalProvisioner):
         _check_process_budget(km.log)
         spec = km.sandbox_spec(workdir, cmd, env)
         state = {"spec": spec, "workdir": workdir, "owner": None, "pidfds": [], "mode": "cold",
-                 "before": _enter.snapshot(workdir) if km.remove_kernel_files else None}
+                 # only in nbgrader's autograded/<student>/<assignment> folders, whose extra
+                 # files generate_feedback copies; other callers (the trusted re-checks) read
+                 # what their kernel wrote
+                 "before": _enter.snapshot(workdir) if km.remove_kernel_files and course_layout(workdir) else None}
         self.sandbox = state
         # the kernel runs as an unprivileged uid: lend it its working copy
         state["owner"] = _enter.take_workdir(spec)
@@ -584,8 +587,9 @@ class SandboxKernelManager(_BoundedSockets, AsyncKernelManager):
     pass_env = List(Unicode(), config=True, help="more environment variables passed to the kernel")
     use_warm = Bool(True, config=True, help="use the warm fork server when one is running")
     remove_kernel_files = Bool(True, config=True,
-                               help="after the kernel, remove the files it made in its working copy "
-                                    "(else generate_feedback copies every one of them to feedback/)")
+                               help="after the kernel, remove the files it made in its working copy when that "
+                                    "is nbgrader's autograded/<student>/<assignment> (else generate_feedback "
+                                    "copies every one of them to feedback/)")
 
     @default("shutdown_wait_time")
     def _default_shutdown_wait_time(self):
