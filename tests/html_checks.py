@@ -54,7 +54,7 @@ def live_parts(html: str, marker: str | None = None) -> list[str]:
             found.append(f"<{tag}>")
     if marker:
         found += [f"<script>{s[:80]}" for s in page.scripts if marker in s]
-        found += [f"<style>{s[:80]}" for s in page.styles if marker in s or "javascript:" in s]
+        found += [f"<style>{s[:80]}" for s in page.styles if marker in s]
     return found
 
 
