@@ -2,7 +2,8 @@
 kernels (no torch: the mechanisms are what is tested; the corpus graded end to
 end is in tests/test_hostile_resources.py):
 
-- output caps count messages, per cell and per notebook, not only bytes;
+- output caps count messages, per cell and per notebook, not only bytes; a
+  cell past a cap is interrupted, and a failing cell's error always shows;
 - what a kernel makes in its working copy is removed once it ends (nbgrader
   would copy every file to feedback/), and the event log says how much;
 - two concurrent sandboxes do not share one process budget: one holding all
@@ -57,16 +58,29 @@ FLOOD = "from IPython.display import display\nfor _ in range({n}):\n    display(
 def test_output_caps_count_messages(tmp_path):
     _, workdir = course_workdir(tmp_path)
     start = time.monotonic()
-    nb = run_cells([FLOOD.format(n=1000), "print('cel·la següent')", FLOOD.format(n=1000), "print('massa tard')"],
+    # floods long enough that the interrupt lands while the kernel still floods
+    nb = run_cells([FLOOD.format(n=30000), "print('cel·la següent')", FLOOD.format(n=30000), "print('massa tard')"],
                    workdir, output_cell_messages=300, output_messages=500)
     first, after, second, late = nb.cells
-    # the first cell: cut at its own cap, with a note; the next cell is not affected
-    assert len(first.outputs) <= 301 and "aquesta cel·la ha enviat més de 300 sortides" in _text(first)
+    # the first cell: cut at its own cap, with a note, and interrupted; the next cell is not affected
+    assert len(first.outputs) <= 302 and "aquesta cel·la ha enviat més de 300 sortides" in _text(first)
+    assert [o.ename for o in first.outputs if o.output_type == "error"] == ["KeyboardInterrupt"]
     assert _text(after) == "cel·la següent\n"
     # the notebook's cap (messages passed on): reached in the third cell, nothing after it is kept
     assert "aquest quadern ha enviat més de 500 sortides" in _text(second)
-    assert len(second.outputs) <= 500 - 301 + 1 and late.outputs == []
-    print(f"\n2,002 messages through the capped client in {time.monotonic() - start:.1f} s")
+    assert len(second.outputs) <= 500 - 301 + 2 and late.outputs == []
+    print(f"\ntwo floods of 30,000 messages, cut and interrupted, in {time.monotonic() - start:.1f} s")
+
+
+def test_a_flood_never_hides_a_failing_cell(tmp_path):
+    # nbgrader scores a test cell by its error output: past every cap, one error per cell still passes
+    _, workdir = course_workdir(tmp_path)
+    nb = run_cells([FLOOD.format(n=400) + "\nraise AssertionError('la prova falla' + 'x' * 10**5)",
+                    "import sys\nsys.stdout.write('y' * 2**21)", "assert False, 'aquesta també'"],
+                   workdir, output_cell_messages=100, output_limit_mb=1, interrupt_floods=False)
+    errors = [[o for o in c.outputs if o.output_type == "error"] for c in nb.cells]
+    assert [e.ename for e in errors[0]] == ["AssertionError"] and len(errors[0][0].evalue) <= 2000
+    assert errors[1] == [] and [e.ename for e in errors[2]] == ["AssertionError"]
 
 
 def test_files_a_kernel_makes_are_removed_after_it(tmp_path):

@@ -136,6 +136,9 @@ def inert_markdown(source: str) -> str:
 class InertOutputs(Preprocessor):
     """Clean student outputs (and, for HTML views, student markdown); see module docstring."""
 
+    # on wherever it is listed (nbconvert's default is off; nbgrader registers
+    # its converters' preprocessors without switching them on)
+    enabled = Bool(True, config=True, help="clean student content")
     markdown = Bool(True, config=True,
                     help="also render the student's markdown cells as cleaned HTML (HTML views only)")
 

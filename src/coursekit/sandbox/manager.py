@@ -463,21 +463,43 @@ class CappedIOPubChannel(AsyncZMQSocketChannel):
     """IOPub channel that stops passing output on once a kernel has sent more
     than ``limit`` bytes, or more than ``max_messages`` output messages in all or
     ``max_cell_messages`` for one cell, so that a flood (of bytes, or of tiny
-    messages: each one costs nbclient time and the notebook a JSON object)
-    cannot fill the grader's memory or stall it (nbgrader's LimitOutput only
-    trims the notebook afterwards).  The first dropped output of a cell, or of
-    the notebook, becomes a note (Catalan) that says what was cut."""
+    messages: each one costs the kernel and nbclient time and the notebook a
+    JSON object) cannot fill the grader's memory (nbgrader's LimitOutput only
+    trims the notebook afterwards).
+
+    Past a cap:
+    * the first dropped output of a cell (or of the notebook) becomes a note
+      (Catalan) that says what was cut;
+    * a cell past its own cap is interrupted once (``on_flood``, set by the
+      kernel manager): the flood costs its author the rest of that cell, not
+      minutes of the grader's time reading messages it drops (nbgrader fails a
+      whole submission whose output is still arriving 4 s after its cell
+      ended); a kernel that ignores the interrupt still meets the cell timeout.
+      The interrupt may land in the next cell when the flood ends just then:
+      only a flooding notebook can see that;
+    * one error per cell still passes, shortened: nbgrader scores a test cell
+      by its error output, so a flood must never turn a failing test into a
+      pass."""
 
     limit = 32 * 1024 * 1024
     max_messages = 20_000
     max_cell_messages = 5_000
     used = 0
     notified = False  # the byte or notebook-message cap was announced
+    on_flood = None   # called once per cell that goes past a cap (interrupts the kernel)
 
     def _cut(self, msg: dict, text: str) -> dict:
         msg["msg_type"] = msg["header"]["msg_type"] = "stream"
         msg["content"] = {"name": "stderr", "text": f"\n[sortida truncada: {text}; la resta no s'ha desat]\n"}
         return msg
+
+    def _flooded(self, cell: str) -> None:
+        if cell in self._interrupted or self.on_flood is None:
+            return
+        self._interrupted.add(cell)
+        result = self.on_flood()
+        if asyncio.iscoroutine(result):
+            self._tasks.add(asyncio.ensure_future(result))  # (a reference, so it is not collected)
 
     def _cap(self, msg: dict) -> dict:
         mtype = msg.get("msg_type") or msg.get("header", {}).get("msg_type")
@@ -485,6 +507,7 @@ class CappedIOPubChannel(AsyncZMQSocketChannel):
             return msg
         if not hasattr(self, "_per_cell"):
             self._per_cell, self._cell_notified, self.messages = {}, set(), 0
+            self._errors, self._interrupted, self._tasks = set(), set(), set()
         cell = (msg.get("parent_header") or {}).get("msg_id", "")
         count = self._per_cell[cell] = self._per_cell.get(cell, 0) + 1
         self.used += _content_size(msg.get("content", {}))
@@ -496,7 +519,16 @@ class CappedIOPubChannel(AsyncZMQSocketChannel):
         if not (over_bytes or over_notebook or over_cell):
             self.messages += 1
             return msg
-        announce = mtype in ("stream", "error", "display_data", "execute_result", "update_display_data")
+        if over_cell:
+            self._flooded(cell)  # (not for the notebook's caps: later cells' first outputs would interrupt them)
+        if mtype == "error" and cell not in self._errors:
+            self._errors.add(cell)
+            content = msg.get("content", {})
+            tb = [str(line)[:2000] for line in (content.get("traceback") or [])[-5:] if isinstance(line, str)]
+            msg["content"] = {"ename": str(content.get("ename", "Error"))[:200],
+                              "evalue": str(content.get("evalue", ""))[:2000], "traceback": tb}
+            return msg
+        announce = mtype in ("stream", "display_data", "execute_result", "update_display_data")
         if announce and (over_bytes or over_notebook) and not self.notified:
             self.notified = True
             self._cell_notified.add(cell)
@@ -546,6 +578,7 @@ class SandboxKernelClient(_BoundedSockets, AsyncKernelClient):
     output_limit = 32 * 1024 * 1024
     output_messages = CappedIOPubChannel.max_messages
     output_cell_messages = CappedIOPubChannel.max_cell_messages
+    on_flood = None  # set by SandboxKernelManager.client: interrupts the kernel
 
     @property
     def iopub_channel(self):
@@ -553,6 +586,7 @@ class SandboxKernelClient(_BoundedSockets, AsyncKernelClient):
         channel.limit = self.output_limit
         channel.max_messages = self.output_messages
         channel.max_cell_messages = self.output_cell_messages
+        channel.on_flood = self.on_flood
         return channel
 
 
@@ -586,6 +620,9 @@ class SandboxKernelManager(_BoundedSockets, AsyncKernelManager):
     extra_ro_paths = List(Unicode(), config=True, help="more host paths the kernel may read (datasets, ...)")
     pass_env = List(Unicode(), config=True, help="more environment variables passed to the kernel")
     use_warm = Bool(True, config=True, help="use the warm fork server when one is running")
+    interrupt_floods = Bool(True, config=True,
+                            help="interrupt a cell once its output goes past a cap (else it floods on, unseen, "
+                                 "until it ends or times out)")
     remove_kernel_files = Bool(True, config=True,
                                help="after the kernel, remove the files it made in its working copy when that "
                                     "is nbgrader's autograded/<student>/<assignment> (else generate_feedback "
@@ -616,6 +653,8 @@ class SandboxKernelManager(_BoundedSockets, AsyncKernelManager):
             kc.output_limit = self.output_limit_mb * 2**20
             kc.output_messages = self.output_messages
             kc.output_cell_messages = self.output_cell_messages
+            if self.interrupt_floods:
+                kc.on_flood = self.interrupt_kernel
         return kc
 
     # -- configuration -> spec ------------------------------------------
