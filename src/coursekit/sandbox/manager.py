@@ -486,7 +486,7 @@ class CappedIOPubChannel(AsyncZMQSocketChannel):
     max_cell_messages = 5_000
     used = 0
     notified = False  # the byte or notebook-message cap was announced
-    on_flood = None   # called once per cell that goes past a cap (interrupts the kernel)
+    on_flood = None   # called once per cell that goes past its own cap (interrupts the kernel)
 
     def _cut(self, msg: dict, text: str) -> dict:
         msg["msg_type"] = msg["header"]["msg_type"] = "stream"
