@@ -74,6 +74,16 @@ def apply_extensions(c) -> None:
         for p in c.Autograde.autograde_preprocessors
     ]
 
+    # Inert student content (coursekit.inert): whatever a kernel displayed (HTML,
+    # JavaScript, SVG, widgets) is cleaned or dropped in the stored autograded
+    # notebook, and every HTMLExporter nbgrader builds from this configuration
+    # (generate_feedback, formgrader) also renders the student's markdown as
+    # cleaned HTML: no student <script>, on* attribute or javascript: URL reaches
+    # an instructor's or a student's browser.
+    c.Autograde.autograde_preprocessors = list(c.Autograde.autograde_preprocessors) + [
+        "coursekit.inert.InertAutogradedOutputs"]
+    c.HTMLExporter.preprocessors = ["coursekit.inert.InertOutputs"]
+
     # Feedback: students get their graded notebook without the hidden tests' source
     # (the failing assertion's message still shows), so hidden tests stay hidden
     # for the next class.  nbgrader's default would show them.

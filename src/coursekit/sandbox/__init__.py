@@ -15,8 +15,12 @@ and Linux namespaces:
 * runs as an unprivileged uid (65534) inside a user namespace, with no
   capabilities and ``no_new_privs``;
 * limits: CPU time, memory (RLIMIT_DATA + RLIMIT_AS), processes
-  (RLIMIT_NPROC), file size (RLIMIT_FSIZE), open files, /tmp size; output to
-  the grader is capped (client side) and single messages are size-bounded;
+  (RLIMIT_NPROC in the kernel's own user namespace, plus a pids cgroup per
+  kernel where the grader may make one: a budget per sandbox), file size
+  (RLIMIT_FSIZE), open files, /tmp size; output to the grader is capped
+  (client side: bytes, and messages per cell and per notebook) and single
+  messages are size-bounded; what the kernel made in its working copy is
+  removed once it ends (nbgrader would copy it all to feedback/);
 * environment: an allow-list only (no secrets of the grader's environment).
 
 If the sandbox cannot be built the kernel does not start and the error says

@@ -182,11 +182,109 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+# --------------------------------------------------------------------------
+# the sandbox's process budget
+# --------------------------------------------------------------------------
+#
+# RLIMIT_NPROC counts the processes (and threads) of a uid.  Every kernel
+# runs as the same host uid, so the budget is per sandbox only because each
+# kernel also gets a user namespace of its own and Linux >= 5.14 counts
+# RLIMIT_NPROC per user namespace ("ucounts").  Where the grader may (root,
+# a pids cgroup hierarchy), each sandbox's kernel also goes into a pids cgroup
+# of its own capped at the same number: a budget per sandbox whatever the
+# kernel version.  Where neither holds, one kernel holding its budget blocks
+# forks in every other sandbox: ``process_budget()`` says so.
+
+PIDS_CGROUP_BASES = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")  # cgroup v1 pids hierarchy, cgroup v2
+_cgroup_serial = 0
+
+
+def _linux_at_least(major: int, minor: int) -> bool:
+    try:
+        numbers = os.uname().release.split("-")[0].split(".")
+        return (int(numbers[0]), int(numbers[1])) >= (major, minor)
+    except (ValueError, IndexError):
+        return False
+
+
+def _sweep_cgroups(base: str) -> None:
+    """Remove empty cgroups left by supervisors killed hard (their pid is gone)."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        parts = name.split("-")
+        if len(parts) == 3 and parts[0] == "coursekit" and parts[1].isdigit() \
+                and not os.path.exists(f"/proc/{parts[1]}"):
+            try:
+                os.rmdir(os.path.join(base, name))
+            except OSError:
+                pass
+
+
+def sweep_cgroups() -> None:
+    """``_sweep_cgroups`` on every base (after a supervisor was killed)."""
+    for base in PIDS_CGROUP_BASES:
+        _sweep_cgroups(base)
+
+
+def pids_cgroup(limit: int):
+    """A fresh pids cgroup capped at ``limit`` tasks, or None where the
+    grader cannot make one (not root, no pids controller, read-only)."""
+    global _cgroup_serial
+    for base in PIDS_CGROUP_BASES:
+        if not os.path.isfile(os.path.join(base, "cgroup.procs")):
+            continue
+        if _cgroup_serial == 0:
+            _sweep_cgroups(base)
+        _cgroup_serial += 1
+        path = os.path.join(base, f"coursekit-{os.getpid()}-{_cgroup_serial}")
+        try:
+            os.mkdir(path, 0o755)
+        except OSError:
+            continue
+        try:
+            _write(os.path.join(path, "pids.max"), str(int(limit)))
+            return path
+        except OSError:
+            remove_cgroup(path)
+    return None
+
+
+def remove_cgroup(path) -> None:
+    if not path:
+        return
+    for _ in range(100):  # empty once the sandbox's last process is reaped
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.01)
+
+
+def process_budget() -> tuple[bool, str]:
+    """(per sandbox?, how): whether one sandbox's processes can use up another's budget here."""
+    probe = pids_cgroup(1) if os.geteuid() == 0 else None
+    if probe:
+        remove_cgroup(probe)
+        return True, f"per sandbox: a pids cgroup per kernel ({os.path.dirname(probe)})"
+    if _linux_at_least(5, 14):
+        return True, ("per sandbox: RLIMIT_NPROC in the kernel's own user namespace "
+                      f"(Linux {os.uname().release} >= 5.14 counts it per namespace)")
+    return False, (f"SHARED: Linux {os.uname().release} counts RLIMIT_NPROC per host uid and no pids cgroup "
+                   "can be made here, so one kernel holding all its processes blocks forks in every "
+                   "concurrent sandbox; run the grader as root with a pids cgroup hierarchy, or on Linux >= 5.14")
+
+
 class Holder:
     """A running bwrap sandbox, kept alive by its holder process."""
 
     init_pid = 0  # the sandbox's pid 1 (bwrap), host numbering
     init_pidfd = -1
+    cgroup = None  # the kernel's pids cgroup, removed once the sandbox is empty
 
     def __init__(self, spec: dict, privileged: bool):
         self.privileged = privileged
@@ -265,6 +363,8 @@ class Holder:
             select.select([self.init_pidfd], [], [], 10)
             os.close(self.init_pidfd)
             self.init_pidfd = -1
+        remove_cgroup(self.cgroup)
+        self.cgroup = None
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 f.close()
@@ -336,7 +436,8 @@ def become_sandboxed(spec: dict, ns_fds: dict) -> None:
         prctl(PR_SET_DUMPABLE, 1, what="dumpable")  # else /proc/self/uid_map stays root's
     # A user namespace of the kernel's own, where it is uid/gid 65534: it owns
     # none of the sandbox's other namespaces (so no capability it holds there
-    # reaches them), and RLIMIT_NPROC counts this kernel's processes only.
+    # reaches them), and RLIMIT_NPROC counts this kernel's processes only (on
+    # Linux >= 5.14; see "the sandbox's process budget" above).
     outer_uid, outer_gid = os.geteuid(), os.getegid()
     unshare(CLONE_NEWUSER)
     _write("/proc/self/setgroups", "deny")
@@ -417,6 +518,49 @@ def release_workdir(workdir: str, owner) -> list[str]:
     return sorted(removed)
 
 
+def snapshot(workdir: str) -> set[str]:
+    """Relative paths of everything in ``workdir`` (taken before a kernel starts)."""
+    return {os.path.relpath(p, workdir) for p in walk(workdir)}
+
+
+def remove_new(workdir: str, before: set[str]) -> dict:
+    """Remove what was not in ``workdir`` when ``before`` was taken (what the
+    kernel made): its working copy is nbgrader's ``autograded/`` folder, whose
+    every extra file ``generate_feedback`` copies to ``feedback/``, one by one.
+    Returns ``{"files": n, "bytes": b, "sample": [first names]}`` (empty dict
+    when nothing was made).  Call once nothing of the sandbox runs any more."""
+    files = size = 0
+    sample: list[str] = []
+    new_dirs = []
+    for root, dirs, names in os.walk(workdir):
+        rel_root = os.path.relpath(root, workdir)
+        for name in names:
+            rel = os.path.normpath(os.path.join(rel_root, name))
+            if rel in before:
+                continue
+            path = os.path.join(root, name)
+            try:
+                size += os.lstat(path).st_size
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            files += 1
+            if len(sample) < 10:
+                sample.append(rel)
+        for name in dirs:
+            rel = os.path.normpath(os.path.join(rel_root, name))
+            if rel not in before:
+                new_dirs.append(os.path.join(root, name))
+    for path in sorted(new_dirs, key=len, reverse=True):
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+    if not (files or new_dirs):
+        return {}
+    return {"files": files, "dirs": len(new_dirs), "bytes": size, "sample": sorted(sample)}
+
+
 # --------------------------------------------------------------------------
 # 3. supervision (shared by the cold launcher and the warm supervisor)
 # --------------------------------------------------------------------------
@@ -466,6 +610,17 @@ def start(spec: dict, child_main, status_fd: int, report_pids: bool = True):
     os.close(go_r)
     for fd in fds.values():
         os.close(fd)
+    # its own pids cgroup (where the grader may make one), before it can fork:
+    # it waits for the "go" below
+    processes = spec["limits"].get("processes")
+    if processes and spec.get("pids_cgroup", True):
+        cgroup = pids_cgroup(processes)
+        if cgroup:
+            try:
+                _write(os.path.join(cgroup, "cgroup.procs"), str(pid))
+                holder.cgroup = cgroup
+            except OSError:
+                remove_cgroup(cgroup)
     # host pids of the kernel and of the sandbox's init, for whoever must wait
     # until the sandbox is empty
     if report_pids:

@@ -206,6 +206,9 @@ def run_checks(warm: bool = False) -> tuple[list[tuple[str, bool, str]], dict]:
             ("source", "gradebook", "config", "other_submitted", "other_autograded", "state", "release"),
             grader_files))
         rows.append(("course files unchanged afterwards", intact, "checked from outside"))
+        from ._enter import process_budget
+
+        rows.append(("process budget not shared with other sandboxes", *process_budget()))
         return rows, info
     finally:
         listener.close()

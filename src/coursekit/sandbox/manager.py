@@ -144,6 +144,18 @@ def check_workdir(workdir: str) -> None:
 
 
 _swept = False
+_budget_checked = False
+
+
+def _check_process_budget(log) -> None:
+    """Say once, loudly, when concurrent sandboxes share one process budget here."""
+    global _budget_checked
+    if _budget_checked:
+        return
+    _budget_checked = True
+    per_sandbox, how = _enter.process_budget()
+    if not per_sandbox:
+        log.warning("sandbox: process budget %s", how)
 
 
 def _sweep_rundirs() -> None:
@@ -173,8 +185,13 @@ class SandboxProvisioner(LocalProvisioner):
         if not os.path.isdir(workdir):
             raise SandboxError(f"working folder {workdir} does not exist")
         check_workdir(workdir)
+        _check_process_budget(km.log)
         spec = km.sandbox_spec(workdir, cmd, env)
-        state = {"spec": spec, "workdir": workdir, "owner": None, "pidfds": [], "mode": "cold"}
+        state = {"spec": spec, "workdir": workdir, "owner": None, "pidfds": [], "mode": "cold",
+                 # only in nbgrader's autograded/<student>/<assignment> folders, whose extra
+                 # files generate_feedback copies; other callers (the trusted re-checks) read
+                 # what their kernel wrote
+                 "before": _enter.snapshot(workdir) if km.remove_kernel_files and course_layout(workdir) else None}
         self.sandbox = state
         # the kernel runs as an unprivileged uid: lend it its working copy
         state["owner"] = _enter.take_workdir(spec)
@@ -248,6 +265,8 @@ def _teardown(process, state: dict, restart: bool) -> None:
         select.select([fd], [], [], 10)
         os.close(fd)
     state["pidfds"] = []
+    if os.geteuid() == 0:
+        _enter.sweep_cgroups()  # the pids cgroup of a supervisor killed before it removed it
     workdir = state["workdir"]
     removed = _enter.release_workdir(workdir, state["owner"])
     code = process.poll() if process is not None else state.get("exit")
@@ -257,11 +276,16 @@ def _teardown(process, state: dict, restart: bool) -> None:
         with open(log, "rb") as f:
             f.seek(max(0, os.path.getsize(log) - 2000))
             state["log_tail"] = f.read().decode(errors="replace")
-    if removed:
-        layout = course_layout(workdir)
-        if layout:
-            from coursekit import events
+    # What the kernel made in its working copy (files it wrote, however many)
+    # goes: nbgrader would copy each of them to feedback/.
+    made = _enter.remove_new(workdir, state["before"]) if state.get("before") is not None and not restart else {}
+    layout = course_layout(workdir)
+    if layout and (removed or made):
+        from coursekit import events
+        if removed:
             events.record(layout[0], layout[2], layout[1], "sandbox_removed_links", paths=removed)
+        if made:
+            events.record(layout[0], layout[2], layout[1], "sandbox_removed_files", **made)
     if not restart:
         shutil.rmtree(state["spec"]["rundir"], ignore_errors=True)
 
@@ -453,28 +477,83 @@ def _content_size(content) -> int:
 
 class CappedIOPubChannel(AsyncZMQSocketChannel):
     """IOPub channel that stops passing output on once a kernel has sent more
-    than ``limit`` bytes, so a flood cannot fill the grader's memory (nbgrader's
-    LimitOutput only trims the notebook afterwards)."""
+    than ``limit`` bytes, or more than ``max_messages`` output messages in all or
+    ``max_cell_messages`` for one cell, so that a flood (of bytes, or of tiny
+    messages: each one costs the kernel and nbclient time and the notebook a
+    JSON object) cannot fill the grader's memory (nbgrader's LimitOutput only
+    trims the notebook afterwards).
+
+    Past a cap:
+    * the first dropped output of a cell (or of the notebook) becomes a note
+      (Catalan) that says what was cut;
+    * a cell past its own cap is interrupted once (``on_flood``, set by the
+      kernel manager): the flood costs its author the rest of that cell, not
+      minutes of the grader's time reading messages it drops (nbgrader fails a
+      whole submission whose output is still arriving 4 s after its cell
+      ended); a kernel that ignores the interrupt still meets the cell timeout.
+      The interrupt may land in the next cell when the flood ends just then:
+      only a flooding notebook can see that;
+    * one error per cell still passes, shortened: nbgrader scores a test cell
+      by its error output, so a flood must never turn a failing test into a
+      pass."""
 
     limit = 32 * 1024 * 1024
+    max_messages = 20_000
+    max_cell_messages = 5_000
     used = 0
-    notified = False
+    notified = False  # the byte or notebook-message cap was announced
+    on_flood = None   # called once per cell that goes past its own cap (interrupts the kernel)
+
+    def _cut(self, msg: dict, text: str) -> dict:
+        msg["msg_type"] = msg["header"]["msg_type"] = "stream"
+        msg["content"] = {"name": "stderr", "text": f"\n[sortida truncada: {text}; la resta no s'ha desat]\n"}
+        return msg
+
+    def _flooded(self, cell: str) -> None:
+        if cell in self._interrupted or self.on_flood is None:
+            return
+        self._interrupted.add(cell)
+        result = self.on_flood()
+        if asyncio.iscoroutine(result):
+            self._tasks.add(asyncio.ensure_future(result))  # (a reference, so it is not collected)
 
     def _cap(self, msg: dict) -> dict:
         mtype = msg.get("msg_type") or msg.get("header", {}).get("msg_type")
         if mtype not in _OUTPUT_TYPES:
             return msg
+        if not hasattr(self, "_per_cell"):
+            self._per_cell, self._cell_notified, self.messages = {}, set(), 0
+            self._errors, self._interrupted, self._tasks = set(), set(), set()
+        cell = (msg.get("parent_header") or {}).get("msg_id", "")
+        count = self._per_cell[cell] = self._per_cell.get(cell, 0) + 1
         self.used += _content_size(msg.get("content", {}))
-        if self.used <= self.limit:
+        over_bytes = self.used > self.limit
+        over_cell = count > self.max_cell_messages
+        # the notebook's cap counts the messages passed on (a cell cut at its own
+        # cap does not use up the rest of the notebook's)
+        over_notebook = not over_cell and self.messages >= self.max_messages
+        if not (over_bytes or over_notebook or over_cell):
+            self.messages += 1
             return msg
-        if not self.notified and mtype in ("stream", "error", "display_data", "execute_result"):
+        if over_cell:
+            self._flooded(cell)  # (not for the notebook's caps: later cells' first outputs would interrupt them)
+        if mtype == "error" and cell not in self._errors:
+            self._errors.add(cell)
+            content = msg.get("content", {})
+            tb = [str(line)[:2000] for line in (content.get("traceback") or [])[-5:] if isinstance(line, str)]
+            msg["content"] = {"ename": str(content.get("ename", "Error"))[:200],
+                              "evalue": str(content.get("evalue", ""))[:2000], "traceback": tb}
+            return msg
+        announce = mtype in ("stream", "display_data", "execute_result", "update_display_data")
+        if announce and (over_bytes or over_notebook) and not self.notified:
             self.notified = True
-            msg["msg_type"] = msg["header"]["msg_type"] = "stream"
-            msg["content"] = {"name": "stderr", "text": (
-                f"\n[sortida truncada: aquest quadern ha escrit més de {self.limit // 2**20} MB; "
-                "la resta no s'ha desat]\n")}
-            return msg
-        # past the limit: turn it into a message nbclient ignores
+            self._cell_notified.add(cell)
+            return self._cut(msg, f"aquest quadern ha escrit més de {self.limit // 2**20} MB"
+                             if over_bytes else f"aquest quadern ha enviat més de {self.max_messages} sortides")
+        if announce and over_cell and cell not in self._cell_notified:
+            self._cell_notified.add(cell)
+            return self._cut(msg, f"aquesta cel·la ha enviat més de {self.max_cell_messages} sortides")
+        # past a limit: turn it into a message nbclient ignores
         msg["msg_type"] = msg["header"]["msg_type"] = "execute_input"
         msg["content"] = {"code": "", "execution_count": None}
         return msg
@@ -513,11 +592,17 @@ class _BoundedSockets:
 class SandboxKernelClient(_BoundedSockets, AsyncKernelClient):
     iopub_channel_class = CappedIOPubChannel  # type: ignore[assignment]
     output_limit = 32 * 1024 * 1024
+    output_messages = CappedIOPubChannel.max_messages
+    output_cell_messages = CappedIOPubChannel.max_cell_messages
+    on_flood = None  # set by SandboxKernelManager.client: interrupts the kernel
 
     @property
     def iopub_channel(self):
         channel = super().iopub_channel
         channel.limit = self.output_limit
+        channel.max_messages = self.output_messages
+        channel.max_cell_messages = self.output_cell_messages
+        channel.on_flood = self.on_flood
         return channel
 
 
@@ -544,9 +629,20 @@ class SandboxKernelManager(_BoundedSockets, AsyncKernelManager):
     tmp_mb = Integer(512, config=True, help="size of the kernel's private /tmp, MiB")
     shm_mb = Integer(256, config=True, help="size of the kernel's private /dev/shm, MiB")
     output_limit_mb = Integer(32, config=True, help="output a kernel may send before the rest is dropped, MiB")
+    output_messages = Integer(20_000, config=True,
+                              help="output messages a kernel may send in all before the rest is dropped")
+    output_cell_messages = Integer(5_000, config=True,
+                                   help="output messages one cell may send before the rest of its output is dropped")
     extra_ro_paths = List(Unicode(), config=True, help="more host paths the kernel may read (datasets, ...)")
     pass_env = List(Unicode(), config=True, help="more environment variables passed to the kernel")
     use_warm = Bool(True, config=True, help="use the warm fork server when one is running")
+    interrupt_floods = Bool(True, config=True,
+                            help="interrupt a cell once its output goes past a cap (else it floods on, unseen, "
+                                 "until it ends or times out)")
+    remove_kernel_files = Bool(True, config=True,
+                               help="after the kernel, remove the files it made in its working copy when that "
+                                    "is nbgrader's autograded/<student>/<assignment> (else generate_feedback "
+                                    "copies every one of them to feedback/)")
 
     @default("shutdown_wait_time")
     def _default_shutdown_wait_time(self):
@@ -571,6 +667,10 @@ class SandboxKernelManager(_BoundedSockets, AsyncKernelManager):
         kc = super().client(**kwargs)
         if isinstance(kc, SandboxKernelClient):
             kc.output_limit = self.output_limit_mb * 2**20
+            kc.output_messages = self.output_messages
+            kc.output_cell_messages = self.output_cell_messages
+            if self.interrupt_floods:
+                kc.on_flood = self.interrupt_kernel
         return kc
 
     # -- configuration -> spec ------------------------------------------
