@@ -285,15 +285,25 @@ def test_search_never_touches_test_and_final_test_reads_it_once(notebook):
     search_part, final_part = halving.split("test_acc = final_test(", 1)
     exec(search_part, namespace)  # successive halving and the choice: the raising loader is never touched
 
-    sealed = notebook["SealedTestLoader"](test)
+    class CountingDataset(torch.utils.data.Dataset):
+        """The test images, counting how many times any of them is read."""
+
+        def __init__(self, base):
+            self.base, self.reads = base, 0
+
+        def __len__(self):
+            return len(self.base)
+
+        def __getitem__(self, index):
+            self.reads += 1
+            return self.base[index]
+
+    counting = CountingDataset(test)
+    sealed = notebook["SealedTestLoader"](counting)
     with pytest.raises(RuntimeError, match="precintat"):
         iter(sealed)
-    iterations = []
-    real_iter = type(sealed.loader).__iter__
-    sealed.loader = type("CountingLoader", (type(sealed.loader),), {
-        "__iter__": lambda self: (iterations.append(1), real_iter(self))[1]})(test, batch_size=256)
     accuracy = notebook["final_test"](namespace["chosen"], sealed)
-    assert 0.0 <= accuracy <= 1.0 and len(iterations) == 1
+    assert 0.0 <= accuracy <= 1.0 and counting.reads == len(test)  # one pass over the test split
     with pytest.raises(RuntimeError):
         notebook["final_test"](namespace["chosen"], sealed)  # a second look at test is refused
     with pytest.raises(RuntimeError):
