@@ -329,7 +329,7 @@ def test_model_answer_facts(notebook):
         list(range(9)), lambda c, e: calls.append(e) or {"config": c, "val_acc": c / 10, "epochs": e}, 1, 3)
     assert spent == 18 and trial["epochs"] == 3 and 9 * trial["epochs"] == 27
     answer = classgen.cell_by_grade_id(source, "answer_random_vs_grid").source
-    assert "18 èpoques" in answer and "27" in answer and "3 learning rates" in answer and "9 de diferents" in answer
+    assert "18 èpoques" in answer and "27" in answer and "3 taxes d'aprenentatge" in answer and "9 de diferents" in answer
 
 
 def _with_threads(n, fn):
