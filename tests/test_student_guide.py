@@ -18,10 +18,9 @@ import pytest
 
 from conftest import REPO, make_course
 from coursekit import classgen, student_guide
-from coursekit.paths import Course
+from coursekit.paths import ASSIGNMENTS, Course
 from coursekit.publish import BADGE_RE, publish, secret_lines
 
-ASSIGNMENTS = ("a1_batchnorm1d", "a2_batchnorm2d", "a3_alexnet_bn")
 WRONG_A1 = "eps_outside_sqrt"
 
 
