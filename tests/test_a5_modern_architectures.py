@@ -36,9 +36,10 @@ RELEASE = REPO / "release" / ASSIGNMENT / NOTEBOOK
 TEXT_STUB = "ESCRIU AQUÍ LA TEVA RESPOSTA"
 POINTS = {"test_block_structure": 2, "test_block_torchvision": 3, "test_zero_init": 2, "test_resnet18": 3,
           "test_fold_bn": 4, "test_fold_resnet": 2, "test_freeze_bn_stats": 3, "test_freeze_bn_params": 2,
-          "answer_zero_init": 2, "answer_folding": 2, "answer_freeze": 3}
+          "answer_zero_init": 2, "answer_folding": 2, "answer_freeze": 3, "answer_layernorm": 2}
 GIVEN = ("shared_course_utils", "given_setup", "given_resnet")
-EXPERIMENTS = ("exp-zero-init", "exp-fold")
+EXPERIMENTS = ("exp-zero-init", "exp-fold")  # the experiments that use the student's answers
+EVIDENCE = ("freeze-demo", *EXPERIMENTS, "exp-layernorm")  # the cells the written answers discuss
 VARIANTS = catalogue.VARIANTS
 
 
@@ -86,7 +87,7 @@ def test_source_cells_and_metadata():
     assert nb.cells[ids.index("shared_course_utils")].source.startswith("# coursekit: shared course_utils.py\n")
     # the cells whose outputs the written answers discuss are tagged as evidence
     tagged = [c.get("id") for c in nb.cells if "evidence" in c.metadata.get("tags", [])]
-    assert tagged == ["freeze-demo", *EXPERIMENTS]
+    assert tuple(tagged) == EVIDENCE
 
 
 def test_written_answers_have_a_rubric_that_adds_up():
@@ -184,6 +185,8 @@ def test_release_alone_fails_only_in_the_blanks(tmp_path, monkeypatch):
     assert failing == [*catalogue.TESTS, *EXPERIMENTS]
     demo = next(c for c in nb.cells if c.get("id") == "freeze-demo")
     assert "canvi màxim de running_mean" in "".join(o.get("text", "") for o in demo.outputs)
+    layernorm = next(c for c in nb.cells if c.get("id") == "exp-layernorm")
+    assert "dependència del lot" in "".join(o.get("text", "") for o in layernorm.outputs)
     assert not any(work.iterdir()), "fast mode must not download or write anything"
 
 
@@ -261,6 +264,10 @@ def test_correct_submissions_run_whole_and_show_the_claims(graded, student):
     plain, zeroed = ([float(v) for v in rows[k].split()] for k in ("False", "True"))
     assert len(plain) == len(zeroed) == 5, zero  # ResNet-18: five blocks with an identity shortcut
     assert all(v == 0 for v in zeroed) and min(plain) > 0.2, zero
+
+    table = dict(((n, int(b)), (float(d), float(g))) for n, b, d, g in re.findall(
+        r"^\s*(BN|LN) \|\s+(\d+) \|\s+([0-9.]+) \|\s+([0-9.]+)$", _text(nb, "exp-layernorm"), flags=re.MULTILINE))
+    assert len(table) == 4 and table[("LN", 2)] == table[("LN", 64)] == (0.0, 0.0), table
 
     fold = _text(nb, "exp-fold")
     assert "BN al model original: 20; al plegat: 0" in fold, fold

@@ -16,7 +16,7 @@ in the block or in ``fold_bn`` costs only the points of its own tests.
 
 Answer cells: ``build_block`` (BasicBlock), ``build_resnet`` (make_resnet18),
 ``fold_bn``, ``fold_resnet``, ``freeze_bn``; written answers
-``answer_zero_init``, ``answer_folding``, ``answer_freeze`` (graded by hand).
+``answer_zero_init``, ``answer_folding``, ``answer_freeze``, ``answer_layernorm`` (graded by hand).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from coursekit.paths import Course, CourseError
 
 ASSIGNMENT = "a5_modern_architectures"
 CODE_ANSWERS = ("build_block", "build_resnet", "fold_bn", "fold_resnet", "freeze_bn")
-WRITTEN_ANSWERS = ("answer_zero_init", "answer_folding", "answer_freeze")
+WRITTEN_ANSWERS = ("answer_zero_init", "answer_folding", "answer_freeze", "answer_layernorm")
 
 # Test cells (grade_id) of the notebook, in order.
 TESTS = ("test_block_structure", "test_block_torchvision", "test_zero_init", "test_resnet18", "test_fold_bn",
@@ -66,6 +66,7 @@ WRITTEN = {
     "answer_zero_init": "Amb zero_init el canvi és 0: bn2 dona beta=0 i ReLU(x)=x perquè x surt d'una ReLU.",
     "answer_folding": "La diferència és d'arrodoniment; en eval() la BN és una funció afí fixa i es plega.",
     "answer_freeze": "Les estadístiques són buffers que la BN actualitza en train(); cal eval() que sobrevisqui.",
+    "answer_layernorm": "Amb BN la sortida depèn del lot, molt més amb lots de 2; amb LN no en depèn gens.",
 }
 
 
