@@ -42,7 +42,8 @@ from coursekit import classgen, gradebook
 from coursekit.paths import MODE_VARIABLE, Course, CourseError
 
 BENCH_ASSIGNMENT = "a1_batchnorm1d"
-TARGETS_ONE_CORE = {"a2_batchnorm2d": 30.0, "a3_alexnet_bn": 60.0, "a4_hyperparameters": 60.0}
+TARGETS_ONE_CORE = {"a2_batchnorm2d": 30.0, "a3_alexnet_bn": 60.0, "a4_hyperparameters": 60.0,
+                    "a5_modern_architectures": 60.0}
 SPEEDUP_TARGET = 3.0
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Assignments of the series, in order (ASCII ids, stable once released).
-ASSIGNMENTS = ("a1_batchnorm1d", "a2_batchnorm2d", "a3_alexnet_bn", "a4_hyperparameters")
+ASSIGNMENTS = ("a1_batchnorm1d", "a2_batchnorm2d", "a3_alexnet_bn", "a4_hyperparameters",
+               "a5_modern_architectures")
 
 # Environment variable that asks notebooks for fast mode (besides nbgrader's own
 # NBGRADER_EXECUTION).  Value "fast" or "full".
