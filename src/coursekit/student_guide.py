@@ -63,7 +63,7 @@ def _comprovacio_final(parts, respostes):
             with contextlib.redirect_stdout(sortida), contextlib.redirect_stderr(sortida):
                 exec(compile(codi, f"<comprovació {nom}>", "exec"), espai)
         except NotImplementedError:
-            estat = "· en blanc: encara hi ha «raise NotImplementedError()» per completar"
+            estat = "· en blanc: hi queda el codi inicial (NotImplementedError) per completar"
         except NameError as error:
             estat = f"· falta alguna cosa: {error}. Has executat (i completat) les cel·les d'abans?"
         except AssertionError as error:
