@@ -283,8 +283,8 @@ class ShowSubmittedOutputs(NbGraderPreprocessor):
         # sanitised again: the stash went through a file between the two phases
         kept, notes, _ = inert_outputs(stash.get("outputs", []), self.max_output_chars, self.max_cell_bytes)
         notes = [n for n in stash.get("notes", []) if isinstance(n, str)][:20] + notes
-        colab = [_label(COLAB_LABEL if kept or notes else COLAB_EMPTY)]
-        if notes:
+        colab = [_label(COLAB_LABEL if kept or notes else COLAB_EMPTY)] + kept
+        if notes:  # after the outputs: what was left out, and why
             colab.append(_stream("stdout", "\n".join(f"[{n}]" for n in notes)))
-        cell.outputs = [_label(FAST_LABEL)] + list(cell.get("outputs", [])) + colab + kept
+        cell.outputs = [_label(FAST_LABEL)] + list(cell.get("outputs", [])) + colab
         return cell, resources
