@@ -12,10 +12,10 @@ def _default(cls, trait: str) -> list:
     return list(cls.class_traits()[trait].default())
 
 
-def _position(procs: list, name: str) -> int:
+def _position(procs: list, name: str, default: int) -> int:
     """Index of nbgrader's preprocessor ``name`` (given as a class or a dotted string) in ``procs``."""
-    return next(i for i, p in enumerate(procs)
-                if getattr(p, "__name__", None) == name or str(p).rsplit(".", 1)[-1] == name)
+    return next((i for i, p in enumerate(procs)
+                 if getattr(p, "__name__", None) == name or str(p).rsplit(".", 1)[-1] == name), default)
 
 
 def keep_submitted_evidence(c) -> None:
@@ -24,10 +24,11 @@ def keep_submitted_evidence(c) -> None:
     nbgrader's ClearOutput, shown again (labelled, after the fast-mode re-run) right
     after SaveAutoGrades, so they can never change a score."""
     sanitize = list(c.Autograde.sanitize_preprocessors)
-    sanitize.insert(_position(sanitize, "ClearOutput"), "coursekit.evidence.KeepSubmittedOutputs")
+    sanitize.insert(_position(sanitize, "ClearOutput", 0), "coursekit.evidence.KeepSubmittedOutputs")
     c.Autograde.sanitize_preprocessors = sanitize
     autograde = list(c.Autograde.autograde_preprocessors)
-    autograde.insert(_position(autograde, "SaveAutoGrades") + 1, "coursekit.evidence.ShowSubmittedOutputs")
+    autograde.insert(_position(autograde, "SaveAutoGrades", len(autograde) - 1) + 1,
+                     "coursekit.evidence.ShowSubmittedOutputs")
     c.Autograde.autograde_preprocessors = autograde
 
 
