@@ -12,6 +12,26 @@ def _default(cls, trait: str) -> list:
     return list(cls.class_traits()[trait].default())
 
 
+def _position(procs: list, name: str, default: int) -> int:
+    """Index of nbgrader's preprocessor ``name`` (given as a class or a dotted string) in ``procs``."""
+    return next((i for i, p in enumerate(procs)
+                 if getattr(p, "__name__", None) == name or str(p).rsplit(".", 1)[-1] == name), default)
+
+
+def keep_submitted_evidence(c) -> None:
+    """The outputs a student submitted from Colab for the cells tagged ``evidence``
+    (coursekit.evidence) survive autograding, made inert: stashed right before
+    nbgrader's ClearOutput, shown again (labelled, after the fast-mode re-run) right
+    after SaveAutoGrades, so they can never change a score."""
+    sanitize = list(c.Autograde.sanitize_preprocessors)
+    sanitize.insert(_position(sanitize, "ClearOutput", 0), "coursekit.evidence.KeepSubmittedOutputs")
+    c.Autograde.sanitize_preprocessors = sanitize
+    autograde = list(c.Autograde.autograde_preprocessors)
+    autograde.insert(_position(autograde, "SaveAutoGrades", len(autograde) - 1) + 1,
+                     "coursekit.evidence.ShowSubmittedOutputs")
+    c.Autograde.autograde_preprocessors = autograde
+
+
 def apply_extensions(c) -> None:
     from nbgrader.converters import Autograde, GenerateAssignment
 
@@ -73,6 +93,8 @@ def apply_extensions(c) -> None:
         else p
         for p in c.Autograde.autograde_preprocessors
     ]
+
+    keep_submitted_evidence(c)
 
     # Inert student content (coursekit.inert): whatever a kernel displayed (HTML,
     # JavaScript, SVG, widgets) is cleaned or dropped in the stored autograded

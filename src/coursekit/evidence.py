@@ -1,0 +1,290 @@
+"""The student's own results survive autograding, as inert data, next to the fast-mode re-run.
+
+Students run the notebooks in full mode in Colab and answer the written
+questions from the plots and numbers they see there; ``nbgrader autograde``
+clears every output and re-runs the notebook in fast mode (generated data, a
+couple of epochs).  So that the person grading in formgrader, and the student
+reading the feedback, see the results the answers talk about:
+
+* the source notebook marks the cells whose results a written answer discusses
+  (experiments, plots, summary tables) with the cell tag ``evidence``;
+* :class:`KeepSubmittedOutputs`, a sanitize preprocessor placed right before
+  nbgrader's ``ClearOutput``, finds those cells in the submission (matched
+  against the release notebook's tagged cells, never trusting the student's
+  own tags or metadata), and stores a sanitised copy of their outputs in the
+  cell's metadata;
+* :class:`ShowSubmittedOutputs`, placed right after nbgrader's
+  ``SaveAutoGrades`` (scores are already saved when it runs), puts them back
+  into the cell after the fast-mode outputs, each group under a Catalan label.
+
+Only inert data is kept: text (``text/plain``, streams, error tracebacks as
+text) and PNG/JPEG images whose base64 payload decodes to a real PNG/JPEG.
+HTML becomes its visible text, SVG, JavaScript, widgets and every other type
+are dropped, output metadata (image sizes, ...) is dropped, every output
+becomes ``display_data`` or ``stream`` (never ``error``, never an execution
+count), and sizes are capped per output, per cell and per notebook.  Cells
+that nbgrader grades (test and answer cells) are never touched.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import os
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+from nbformat.notebooknode import NotebookNode, from_dict
+from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Integer, Unicode
+
+from coursekit.repair import TemplateCell, _align
+
+EVIDENCE_TAG = "evidence"
+# Cell metadata key holding the sanitised submitted outputs between the two phases.
+STASH_KEY = "coursekit_submitted_outputs"
+# Output metadata that marks the labels this module adds (tests and later tools find them by it).
+LABEL_KEY = "coursekit_evidence_label"
+
+COLAB_TITLE = "Resultats de la teva execució (Colab)"
+COLAB_LABEL = (f"**{COLAB_TITLE}**: les sortides tal com les vas enviar, sense tornar-les a executar "
+               "(només text i imatges). Són les que valoren les respostes escrites.")
+COLAB_EMPTY = (f"**{COLAB_TITLE}**: aquesta cel·la no tenia cap sortida quan la vas enviar "
+               "(no la vas executar abans de desar el quadern?).")
+FAST_TITLE = "Re-execució de la correcció automàtica (mode ràpid)"
+FAST_LABEL = (f"**{FAST_TITLE}**: dades generades i poques èpoques. Serveix per comprovar que el codi "
+              "s'executa de dalt a baix; els números i les gràfiques no són els de Colab.")
+
+IMAGE_MAGIC = {"image/png": (b"\x89PNG\r\n\x1a\n",), "image/jpeg": (b"\xff\xd8\xff",)}
+BASE64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+# text-like types shown as their source text when an output has no text/plain
+TEXT_FALLBACKS = ("text/markdown", "text/latex")
+
+
+class _VisibleText(HTMLParser):
+    """The text a browser would show for an HTML fragment (tables as tab-separated lines)."""
+
+    BREAKS = {"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "pre"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style"):
+            self.skip += 1
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style"):
+            self.skip = max(0, self.skip - 1)
+        elif tag in ("td", "th"):
+            self.parts.append("\t")
+        elif tag in self.BREAKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data):
+        if not self.skip:
+            self.parts.append(data)
+
+
+def html_to_text(fragment: str) -> str:
+    parser = _VisibleText()
+    try:
+        parser.feed(fragment)
+        parser.close()
+    except Exception:  # noqa: BLE001 - malformed HTML: fall back to dropping every tag
+        return html.unescape(re.sub(r"<[^>]*>", "", fragment))
+    lines = [re.sub(r"[ \t]+", lambda m: "\t" if "\t" in m.group() else " ", line).strip()
+             for line in "".join(parser.parts).split("\n")]
+    return "\n".join(line for line in lines if line)
+
+
+def _text(value) -> str:
+    if isinstance(value, list):
+        return "".join(str(v) for v in value)
+    return value if isinstance(value, str) else str(value)
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n… [sortida retallada: {len(text)} caràcters, se'n mostren {limit}]"
+
+
+def valid_image(mime: str, payload) -> str | None:
+    """The payload as clean base64 if it decodes to an image of that type, else None."""
+    if not isinstance(payload, (str, list)):
+        return None
+    compact = re.sub(r"\s+", "", _text(payload))
+    if not compact or not BASE64_RE.fullmatch(compact):
+        return None
+    try:
+        raw = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if not any(raw.startswith(magic) for magic in IMAGE_MAGIC[mime]):
+        return None
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _display(data: dict) -> NotebookNode:
+    return from_dict({"output_type": "display_data", "data": data, "metadata": {}})
+
+
+def _stream(name, text: str) -> NotebookNode:
+    return from_dict({"output_type": "stream", "name": "stderr" if name == "stderr" else "stdout", "text": text})
+
+
+def inert_outputs(outputs, max_text: int, max_bytes: int,
+                  too_big: str = "la cel·la supera el límit de sortides") -> tuple[list[NotebookNode], list[str], int]:
+    """Sanitised copies of a cell's outputs (see the module doc), notes on what was left out
+    (``too_big`` says why when ``max_bytes`` is reached) and the bytes kept."""
+    kept: list[NotebookNode] = []
+    notes: list[str] = []
+    used = 0
+
+    def add(output: NotebookNode, size: int, what: str) -> None:
+        nonlocal used
+        if used + size > max_bytes:
+            notes.append(f"{what} omesa: {too_big}")
+            return
+        used += size
+        kept.append(output)
+
+    for out in outputs if isinstance(outputs, list) else []:
+        if not isinstance(out, dict):
+            continue
+        kind = out.get("output_type")
+        if kind == "stream":
+            text = _clip(_text(out.get("text", "")), max_text)
+            add(_stream(out.get("name"), text), len(text), "sortida de text")
+        elif kind == "error":
+            tb = out.get("traceback")
+            text = "\n".join(_text(t) for t in tb) if isinstance(tb, list) and tb else \
+                f"{_text(out.get('ename', 'Error'))}: {_text(out.get('evalue', ''))}"
+            text = _clip(text, max_text)
+            add(_stream("stderr", text), len(text), "error")
+        elif kind in ("display_data", "execute_result"):
+            data = out.get("data") if isinstance(out.get("data"), dict) else {}
+            for mime in ("image/png", "image/jpeg"):
+                if mime in data:
+                    image = valid_image(mime, data[mime])
+                    if image is None:
+                        notes.append(f"imatge {mime} omesa: el contingut no és una imatge vàlida")
+                    else:
+                        add(_display({mime: image, "text/plain": f"<imatge {mime}>"}), len(image), "imatge")
+            if any(m in data for m in ("image/png", "image/jpeg")):
+                continue
+            if "text/plain" in data:
+                text = _text(data["text/plain"])
+            elif "text/html" in data:
+                text = html_to_text(_text(data["text/html"]))
+            else:
+                text = next((_text(data[m]) for m in TEXT_FALLBACKS if m in data), None)
+            if text is None:
+                if data:
+                    notes.append("sortida omesa (" + ", ".join(sorted(str(m) for m in data)[:3]) +
+                                 "): només es mostren text i imatges PNG/JPEG")
+                continue
+            text = _clip(text, max_text)
+            add(_display({"text/plain": text}), len(text), "sortida de text")
+    return kept, notes, used
+
+
+def _label(markdown: str) -> NotebookNode:
+    plain = markdown.replace("**", "")
+    return from_dict({"output_type": "display_data", "data": {"text/markdown": markdown, "text/plain": plain},
+                      "metadata": {LABEL_KEY: True}})
+
+
+def _nbg(cell) -> dict:
+    meta = cell.get("metadata", {}).get("nbgrader")
+    return meta if isinstance(meta, dict) else {}
+
+
+def is_graded(cell) -> bool:
+    """Cells nbgrader scores or treats as answers: kept outputs never go there."""
+    meta = _nbg(cell)
+    return bool(meta.get("grade") or meta.get("solution") or meta.get("task"))
+
+
+def evidence_cells(nb) -> list[int]:
+    """Indices of the cells tagged ``evidence`` (in a source or release notebook)."""
+    return [i for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and EVIDENCE_TAG in (c.get("metadata", {}).get("tags") or [])]
+
+
+def match_evidence(nb, release, threshold: float = 0.6) -> dict[int, int]:
+    """{submission cell index: release cell index} for the release's evidence cells.
+
+    Matched by content, in order (the repair's alignment), among the submission's
+    ungraded code cells: the student's own tags and metadata are not trusted.
+    """
+    template = [TemplateCell(i, release.cells[i]) for i in evidence_cells(release)]
+    candidates = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and not is_graded(c)]
+    return {j: t.index for t, j, _ in _align(template, candidates, threshold)}
+
+
+def _release_path(preprocessor, resources) -> Path:
+    info = resources.get("nbgrader", {})
+    parent, coursedir = preprocessor.parent, None
+    while parent is not None and coursedir is None:
+        coursedir = getattr(parent, "coursedir", None)
+        parent = getattr(parent, "parent", None)
+    if coursedir is not None:
+        folder = coursedir.format_path(coursedir.release_directory, ".", info.get("assignment", ""))
+    else:
+        folder = os.path.join(os.getcwd(), "release", info.get("assignment", ""))
+    return Path(folder) / f"{info.get('notebook', '')}.ipynb"
+
+
+class KeepSubmittedOutputs(NbGraderPreprocessor):
+    """Sanitize phase, before ``ClearOutput``: stash the evidence cells' submitted outputs, made inert."""
+
+    max_output_chars = Integer(20_000, help="characters kept of one text output").tag(config=True)
+    max_cell_bytes = Integer(1_500_000, help="bytes kept per evidence cell (text + base64 images)").tag(config=True)
+    max_notebook_bytes = Integer(5_000_000, help="bytes kept per notebook, all evidence cells").tag(config=True)
+    release_notebook = Unicode("", help="release notebook with the evidence tags "
+                                        "(default: <release>/<assignment>/<notebook>.ipynb)").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        for cell in nb.cells:  # whatever the submission carries under this key is not ours
+            cell.get("metadata", {}).pop(STASH_KEY, None)
+        path = Path(self.release_notebook) if self.release_notebook else _release_path(self, resources)
+        if not path.is_file():
+            return nb, resources
+        release = nbformat.read(str(path), as_version=4)
+        budget = self.max_notebook_bytes
+        for index in sorted(match_evidence(nb, release)):
+            cell = nb.cells[index]
+            if budget < self.max_cell_bytes:
+                cap, why = budget, f"el quadern supera el límit de {self.max_notebook_bytes // 1000} kB de sortides"
+            else:
+                cap, why = self.max_cell_bytes, f"la cel·la supera el límit de {self.max_cell_bytes // 1000} kB"
+            kept, notes, used = inert_outputs(cell.get("outputs", []), self.max_output_chars, cap, why)
+            budget -= used
+            cell.metadata[STASH_KEY] = {"outputs": kept, "notes": notes}
+        return nb, resources
+
+
+class ShowSubmittedOutputs(NbGraderPreprocessor):
+    """Autograde phase, after ``SaveAutoGrades``: the stashed outputs go back, labelled, after the re-run."""
+
+    max_output_chars = Integer(20_000, help="characters kept of one text output").tag(config=True)
+    max_cell_bytes = Integer(1_500_000, help="bytes kept per evidence cell (text + base64 images)").tag(config=True)
+
+    def preprocess_cell(self, cell, resources, index):
+        stash = cell.get("metadata", {}).pop(STASH_KEY, None)
+        if not isinstance(stash, dict) or cell.cell_type != "code" or is_graded(cell):
+            return cell, resources
+        # sanitised again: the stash went through a file between the two phases
+        kept, notes, _ = inert_outputs(stash.get("outputs", []), self.max_output_chars, self.max_cell_bytes)
+        notes = [n for n in stash.get("notes", []) if isinstance(n, str)][:20] + notes
+        colab = [_label(COLAB_LABEL if kept or notes else COLAB_EMPTY)] + kept
+        if notes:  # after the outputs: what was left out, and why
+            colab.append(_stream("stdout", "\n".join(f"[{n}]" for n in notes)))
+        cell.outputs = [_label(FAST_LABEL)] + list(cell.get("outputs", [])) + colab
+        return cell, resources
