@@ -50,8 +50,9 @@ CELLS = ("given_setup", "data", "given_alexnet", "build_features", "build_classi
          "train_one_epoch", "evaluate", "exp-setup")
 SEEDS = (0, 1, 2, 3)
 VARIANT_SEEDS = (0, 1)
-# (name, environment, math threads): each judged in its own process
-FLOAT_ORDER_VARIANTS = (("two-threads", {}, 2),
+# (name, environment, math threads): each judged in its own process. Two threads wait passively: on a
+# machine whose cores are busy with other work, spinning OpenMP threads make a run many times slower.
+FLOAT_ORDER_VARIANTS = (("two-threads", {"OMP_WAIT_POLICY": "PASSIVE"}, 2),
                         ("kernel-default", {"ATEN_CPU_CAPABILITY": "default"}, 1),
                         ("kernel-avx2", {"ATEN_CPU_CAPABILITY": "avx2"}, 1))
 
@@ -201,7 +202,7 @@ def test_the_claims_do_not_hinge_on_float_order(notebook, name, env, threads):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    if env:
+    if "ATEN_CPU_CAPABILITY" in env:
         assert report["capability"].lower() == env["ATEN_CPU_CAPABILITY"].lower(), report["capability"]
     assert report["threads"] == threads
     runs = {(s, lr, bn): h for s, lr, bn, h in report["runs"]}
