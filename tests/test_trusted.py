@@ -120,16 +120,17 @@ def test_child_runs_cells_like_a_kernel_inside_the_sandbox(tmp_path):
     assert "request.json" not in look["cwd"] and look["uid"] != 0   # inputs gone from disk; not root
 
 
-# the student's code replaces what the harness writes (the kernel's own messages still go through)
-FORGE_ANSWER = """import json
-_dumps = json.dumps
-json.dumps = lambda obj, **kw: {text} if kw.get("allow_nan") else _dumps(obj, **kw)"""
+# a layer whose measurement is enormous (the probe reports it as is)
+FLOOD = "class Layer:\n    def __init__(self, n):\n        self.value = 'x' * (1 << 20)\n"
+# closes the harness's answer channel (found through /proc), so that nothing can be written back
+CUT = ("import os\nfor fd in range(3, 1024):\n    try:\n        if 'answer' in os.readlink(f'/proc/self/fd/{fd}'):\n"
+       "            os.close(fd)\n    except OSError:\n        pass\n")
 
 
 @pytest.mark.parametrize("cells, why", [
     (["import time\nwhile True:\n    time.sleep(1)"], "timeout"),                            # hangs
-    ([FORGE_ANSWER.format(text="'x' * (1 << 20)")], "larger"),                                # floods the answer
-    ([FORGE_ANSWER.format(text="'not json'")], "JSON"),                                       # garbage
+    ([FLOOD], "larger"),                                                                      # floods the answer
+    ([CUT], "without answering"),                                                             # cuts the channel
     (["import os\nos._exit(3)"], "died"),                                                    # kills its kernel
 ])
 def test_child_fails_closed(cells, why):
@@ -250,3 +251,66 @@ def test_builtin_norm_layers_are_delegation_only_where_built_by_hand(tmp_path):
         flagged[assignment] = {e.get("finding") for e in events.read(course.root, assignment, "s")}
     assert "delegation" in flagged["a1_batchnorm1d"]
     assert "delegation" not in flagged["a3_alexnet_bn"]
+
+
+# ------------------------------------------------------------------ delegation that hides from every check
+
+def _hostile_a1(name):
+    return next(v for v in __import__("coursekit.classgen.hostile", fromlist=["x"]).variants()
+                if v.student == name)
+
+
+@pytest.mark.parametrize("name", ["h13_thread_lookup", "h14_forge_answer", "h15_writefile", "h16_forked"])
+def test_hidden_delegation_fails_out_of_the_kernel_even_unseen_by_the_scan(name):
+    """The runtime guard alone (no static findings) fails every implementation check:
+    the built-in kernels raise in every thread, processes are refused, the answer
+    cannot be rewritten; with the scan, the hiding itself is a finding."""
+    variant = _hostile_a1(name)
+    cells = _cells_before_tests(variant)
+    verdicts, notes = TrustedChecks().verdicts(a1checks.CHECKS, cells, [])
+    passed = [g for g, reason in verdicts.items() if reason is None]
+    assert not passed, f"{name}: passes {passed} out of the kernel ({notes})"
+    _, _, notes_scanned = _verdict(variant)
+    assert any("delegation:" in n for n in notes_scanned), notes_scanned
+
+
+def test_scan_sees_lookups_hiding_magics_and_aliased_shells():
+    from coursekit.classgen import hostile_delegation
+
+    hidden = hostile_delegation.sources("MyBatchNorm1d")
+    expected = {
+        "THREAD_LOOKUP": {"import pydoc", "name-to-object lookup pydoc.locate"},
+        "RESOLVE_THREAD": {"import pkgutil", "name-to-object lookup pkgutil.resolve_name"},
+        "FORGE_ANSWER": {"_shell.input_transformers_cleanup", "patch os.replace"},
+        "WRITEFILE_HELPER": {"cell magic %%writefile"},
+        "WRITEFILE_LAYER": {"import bn_helpers (not installed: a module written by the submission)"},
+        "FORKED": {"getattr() with a computed name"},
+    }
+    for piece, rules in expected.items():
+        found = {rule for kind, rule in _rules(hidden[piece]) if kind in ("evasion", "tamper")}
+        assert rules <= found, f"{piece}: {sorted(found)}"
+    # honest spellings stay clean: IPython's own magics, installed modules, !pip
+    assert _rules("%matplotlib inline\nimport numpy as np\nfrom tqdm.auto import tqdm\n!pip install tqdm\n") \
+        <= {("suspicious", "shell command")}
+    # the shell reached by another name is the shell
+    assert ("tamper", "sh.ast_transformers") in _rules("import IPython\nsh = IPython.get_ipython()\n"
+                                                       "sh.ast_transformers.append(None)\n")
+    assert ("evasion", "magic %run") in _rules("%run helper.py\n")
+
+
+def test_child_answer_cannot_be_rewritten_by_name(tmp_path):
+    """Code that replaces answer.json, patches json.dumps and os.replace: the grader
+    still reads what the harness measured."""
+    forge = ("import json, os\n"
+             "_dumps = json.dumps\n"   # the kernel's own messages still go through
+             "json.dumps = lambda obj, **kw: '{\"probe\": {\"look\": {\"error\": null, \"value\": 7}}}' "
+             "if isinstance(obj, dict) and 'probe' in obj else _dumps(obj, **kw)\n"
+             "os.replace = lambda *a, **k: None\n"
+             "for name in os.listdir('.'):\n"
+             "    if name.startswith('answer'):\n"
+             "        os.remove(name)\n"
+             "open('answer.json', 'w').write(json.dumps({}))\n")
+    cells = [forge, "class Layer:\n    def __init__(self, n):\n        self.value = n * 2\n"]
+    result = run_student_code(cells, PROBE, "Layer", {"look": {"n": 21}})
+    assert result.failure is None, result.failure
+    assert result.answer["probe"]["look"]["value"] == 42

@@ -12,8 +12,12 @@ for every test cell with a check registered in ``coursekit.checks.<assignment>``
    JSON data (``coursekit.checks.child``);
 2. computes the references here, with the grader's own untouched torch;
 3. reads the student's lines statically (``coursekit.checks.scan``) and looks
-   at the aten operators the layer dispatched, to detect delegation to the
-   built-in layer and code that hides from either;
+   at what the child reports: the aten operators the layer dispatched, whether
+   the built-in normalisation kernels stayed disabled (they raise, in every
+   thread, for the whole run: ``_harness.py``), and whether the code started
+   threads or tried to start processes.  Delegation, code that hides from the
+   reading and code that runs where the re-check does not look all cost the
+   implementation checks;
 4. for a test cell that passed in the kernel but fails here, puts an error
    output (Catalan message) first in the cell, so that nbgrader's own
    ``SaveAutoGrades`` scores it 0.  A cell that failed in the kernel is left
@@ -53,7 +57,8 @@ FORGED = ("aquesta prova ha fallat; el resultat que la cel·la mostra abans de l
           "com a puntuació parcial")
 DELEGATION = ("la implementació ha de ser teva: s'ha detectat {what}. "
               "No pots fer servir F.batch_norm, nn.BatchNorm1d ni cap capa de normalització de PyTorch, "
-              "ni amagar el codi (eval, exec, getattr amb noms calculats, torch._C, torch.ops...)")
+              "ni amagar el codi (eval, exec, getattr o pydoc.locate amb noms calculats, torch._C, torch.ops, "
+              "%%writefile, mòduls propis, fils o processos...)")
 
 
 # Assignments whose layers must be implemented by hand: there, naming a built-in
@@ -179,8 +184,19 @@ class TrustedChecks(NbGraderPreprocessor):
         ops = answer.get("ops") if isinstance(answer.get("ops"), list) else []
         delegated = sorted({str(op) for op in ops if registry.forbidden_ops.search(str(op))})
         costly = [f for f in findings if f.kind in scan.COSTLY]
+        spawned = answer.get("spawned") if isinstance(answer.get("spawned"), list) else ["?"]
+        threads = answer.get("threads")
+        more_threads = not (isinstance(threads, list) and len(threads) == 2
+                            and all(isinstance(t, int) for t in threads) and threads[1] <= threads[0])
+        notes.append(f"guard {answer.get('guard')!r}, spawned {spawned[:5]}, threads {threads!r}")
         what = None
-        if delegated:
+        if answer.get("guard") is not True:
+            # the built-in kernels were not disabled for the whole run: nothing it computed is trusted
+            what = "que les capes de normalització de PyTorch no s'han pogut desactivar durant la verificació"
+        elif spawned or more_threads:
+            kinds = sorted({str(s)[:40] for s in spawned}) or ["fils nous"]
+            what = f"codi que engega fils o processos ({', '.join(kinds[:3])}), on la verificació no arriba"
+        elif delegated:
             what = f"l'operació interna {delegated[0]}"
         elif costly:
             what = f"«{costly[0].rule}» a la línia {costly[0].line} d'una cel·la teva"
