@@ -147,7 +147,8 @@ class TrustedChecks(NbGraderPreprocessor):
         started = time.monotonic()
         cells = [c.source for i, c in enumerate(nb.cells[:last])
                  if c.cell_type == "code" and not scan.is_test_cell(c)]
-        verdicts, notes = self.verdicts(registry, cells, findings, salt=_course_salt(root))
+        answer_cells = {i: scan.grade_id(c) for i, c in enumerate(nb.cells) if scan.is_answer_cell(c)}
+        verdicts, notes = self.verdicts(registry, cells, findings, salt=_course_salt(root), answer_cells=answer_cells)
         for grade_id, index in checked.items():
             cell, reason = nb.cells[index], verdicts.get(grade_id)
             # An error already first scores 0; an error behind a forged result
@@ -162,11 +163,14 @@ class TrustedChecks(NbGraderPreprocessor):
         return nb, resources
 
     def verdicts(self, registry: checks.AssignmentChecks, cells: list[str], findings: list[scan.Finding],
-                 salt: bytes = b"") -> tuple[dict[str, str | None], list[str]]:
+                 salt: bytes = b"", answer_cells: dict[int, str] | None = None
+                 ) -> tuple[dict[str, str | None], list[str]]:
         """{grade_id: None if right, else a Catalan reason} for every registered check.
 
         The inputs are drawn from the submission's code and the course's secret
-        ``salt``: the same for a re-grade, unknowable to the student in advance."""
+        ``salt``: the same for a re-grade, unknowable to the student in advance.
+        ``answer_cells``: notebook index -> grade_id of the answer cells, to charge
+        a static finding only to the checks of the cell it is in (see ``Check.cells``)."""
         digest = hashlib.sha256(salt + b"\0" + "\0".join(cells).encode("utf-8")).digest()
         seed = int.from_bytes(digest[:4], "big")
         spec = registry.spec(seed)
@@ -182,30 +186,44 @@ class TrustedChecks(NbGraderPreprocessor):
             return {c.grade_id: UNVERIFIED.format(why=short) for c in registry.checks}, notes
 
         ops = answer.get("ops") if isinstance(answer.get("ops"), list) else []
-        delegated = sorted({str(op) for op in ops if registry.forbidden_ops.search(str(op))})
+        by_scenario = answer.get("scenario_ops") if isinstance(answer.get("scenario_ops"), dict) else {}
         costly = [f for f in findings if f.kind in scan.COSTLY]
+        answer_cells = answer_cells or {}
         spawned = answer.get("spawned") if isinstance(answer.get("spawned"), list) else ["?"]
         threads = answer.get("threads")
         more_threads = not (isinstance(threads, list) and len(threads) == 2
                             and all(isinstance(t, int) for t in threads) and threads[1] <= threads[0])
         notes.append(f"guard {answer.get('guard')!r}, spawned {spawned[:5]}, threads {threads!r}")
-        what = None
+        general = None
         if answer.get("guard") is not True:
             # the built-in kernels were not disabled for the whole run: nothing it computed is trusted
-            what = "que les capes de normalització de PyTorch no s'han pogut desactivar durant la verificació"
+            general = "que les capes de normalització de PyTorch no s'han pogut desactivar durant la verificació"
         elif spawned or more_threads:
             kinds = sorted({str(s)[:40] for s in spawned}) or ["fils nous"]
-            what = f"codi que engega fils o processos ({', '.join(kinds[:3])}), on la verificació no arriba"
-        elif delegated:
-            what = f"l'operació interna {delegated[0]}"
-        elif costly:
-            what = f"«{costly[0].rule}» a la línia {costly[0].line} d'una cel·la teva"
-        if what:
-            notes.append(f"delegation: {what}")
+            general = f"codi que engega fils o processos ({', '.join(kinds[:3])}), on la verificació no arriba"
+
+        def delegation(check: checks.Check) -> str | None:
+            if general:
+                return general
+            if check.scenarios is None:
+                seen = ops
+            else:
+                seen = [op for name in check.scenarios
+                        for op in (by_scenario.get(name) if isinstance(by_scenario.get(name), list) else ["?"])]
+            delegated = sorted({str(op) for op in seen if registry.forbidden_ops.search(str(op))})
+            if delegated:
+                return f"l'operació interna {delegated[0]}"
+            mine = [f for f in costly if check.cells is None or answer_cells.get(f.cell) in (None, *check.cells)]
+            if mine:
+                return f"«{mine[0].rule}» a la línia {mine[0].line} d'una cel·la teva"
+            return None
+
         reference = registry.reference(spec)
         out: dict[str, str | None] = {}
         for check in registry.checks:
-            if check.implementation and what:
+            what = delegation(check) if check.implementation else None
+            if what:
+                notes.append(f"delegation in {check.grade_id}: {what}")
                 out[check.grade_id] = DELEGATION.format(what=what)
                 continue
             try:

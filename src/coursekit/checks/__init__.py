@@ -32,12 +32,17 @@ class Check:
     # compare(student_probe, reference_probe) -> None when right, else a Catalan detail
     compare: Callable[[dict, dict], str | None]
     implementation: bool = True   # delegating to the built-in layer costs this cell's points
+    # where delegation counts against this cell (None: anywhere): the probe's scenarios whose
+    # aten operators are read, and the answer cells (grade_id) whose static findings are;
+    # code the student added outside every answer cell always counts
+    scenarios: tuple[str, ...] | None = None
+    cells: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
 class AssignmentChecks:
     assignment: str
-    target: str                           # the class the probe exercises
+    target: str | list[str]               # the class the probe exercises (several: a dict of them)
     probe_file: Path                      # child-side module defining probe(Layer, torch, spec)
     spec: Callable[[int], dict]           # seed -> JSON-able inputs
     reference: Callable[[dict], dict]     # spec -> the reference layer's probe, computed here

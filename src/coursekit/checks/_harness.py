@@ -292,11 +292,14 @@ def main(request):
                 error = repr(exc)[:300]
             answer["cells"].append({"error": error})
 
-        target = shell.user_ns.get(request["target"])
+        wanted = request["target"]  # one class name, or several: then a {name: object} dict
+        target = ({str(n): shell.user_ns.get(str(n)) for n in wanted} if isinstance(wanted, list)
+                  else shell.user_ns.get(wanted))
         torch.set_num_threads(1)  # tiny tensors: a thread pool only costs time
         recorder = OpRecorder()
-        answer["probe"] = {}
+        answer["probe"], answer["scenario_ops"], all_ops = {}, {}, set()
         for name, scenario in scenarios.items():
+            recorder.ops = set()
             # one alarm per scenario: a hang costs that scenario, not the others
             try:
                 with _quiet():
@@ -311,7 +314,9 @@ def main(request):
                 answer["probe"][name] = {"error": "timeout"}
             except Exception as exc:
                 answer["probe"][name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-        answer["ops"] = sorted(recorder.ops)
+            answer["scenario_ops"][name] = sorted(recorder.ops)
+            all_ops |= recorder.ops
+        answer["ops"] = sorted(all_ops)
         answer["guard"] = bool(guarded and _guard_works(torch))
         answer["spawned"] = list(spawned)
         answer["threads"] = [threads_before, _threads()]
