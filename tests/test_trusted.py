@@ -314,3 +314,83 @@ def test_child_answer_cannot_be_rewritten_by_name(tmp_path):
     result = run_student_code(cells, PROBE, "Layer", {"look": {"n": 21}})
     assert result.failure is None, result.failure
     assert result.answer["probe"]["look"]["value"] == 42
+
+
+# ------------------------------------------------------------------ assignment 2
+
+def _a2_inputs(variant):
+    """What TrustedChecks.preprocess hands to verdicts() (read here, in one thread: the
+    parser of CPython 3.11 is not safe to run in several threads at once)."""
+    from coursekit.checks import a2_batchnorm2d as a2checks
+    from coursekit.classgen import a2_batchnorm2d as a2
+
+    course = a2._course()
+    release = nbformat.read(str(course.release / "a2_batchnorm2d" / "batchnorm2d.ipynb"), as_version=4)
+    _, nb = classgen.render(course, "a2_batchnorm2d", variant)
+    last = max(i for i, c in enumerate(nb.cells) if scan.grade_id(c) in a2checks.CHECKS.by_grade_id())
+    cells = [c.source for c in nb.cells[:last] if c.cell_type == "code" and not scan.is_test_cell(c)]
+    findings = scan.scan_notebook(nb, release, costly_until=last)
+    answer_cells = {i: scan.grade_id(c) for i, c in enumerate(nb.cells) if scan.is_answer_cell(c)}
+    return variant, cells, findings, answer_cells
+
+
+def _a2_verdict(inputs):
+    from coursekit.checks import a2_batchnorm2d as a2checks
+
+    variant, cells, findings, answer_cells = inputs
+    verdicts, notes = TrustedChecks().verdicts(a2checks.CHECKS, cells, findings, answer_cells=answer_cells)
+    return variant, verdicts, notes
+
+
+def _a2_hostile():
+    """The hidden-delegation corpus written for MyBatchNorm2d (BatchNorm2dFunction right)."""
+    from coursekit.classgen import Variant, hostile_delegation
+    from coursekit.classgen import a2_batchnorm2d as a2
+
+    hidden = hostile_delegation.sources("MyBatchNorm2d")
+
+    def after_layer(*sources):
+        def mutate(nb):
+            at = next(i for i, c in enumerate(nb.cells) if scan.grade_id(c) == a2.LAYER)
+            for offset, source in enumerate(sources, 1):
+                nb.cells.insert(at + offset, nbformat.v4.new_code_cell(source))
+        return mutate
+
+    function = a2.solution(a2.FUNCTION)
+    # a child that started threads or processes is not trusted: every re-checked cell fails,
+    # the Function's too (gradcheck and vs_autograd are not re-checked: the kernel decides them)
+    layer_tests = set(a2.LAYER_TESTS) | {"test_function_forward", "test_function_no_autograd"}
+    return [
+        Variant("a2_thread_lookup", "", {a2.LAYER: hidden["THREAD_LOOKUP"], a2.FUNCTION: function}, fails=layer_tests),
+        Variant("a2_resolve_thread", "", {a2.LAYER: hidden["RESOLVE_THREAD"], a2.FUNCTION: function}, fails=layer_tests),
+        Variant("a2_forge_answer", "", {a2.LAYER: hidden["THREAD_LOOKUP"], a2.FUNCTION: function},
+                fails=layer_tests, mutate=after_layer(hidden["FORGE_ANSWER"])),
+        Variant("a2_writefile", "", {a2.LAYER: hidden["WRITEFILE_LAYER"], a2.FUNCTION: function},
+                fails=layer_tests, mutate=after_layer(hidden["WRITEFILE_HELPER"])),
+        Variant("a2_forked", "", {a2.LAYER: hidden["FORKED"], a2.FUNCTION: function}, fails=layer_tests),
+    ]
+
+
+def test_a2_verdicts_never_harsher_than_the_hidden_tests_and_catch_hidden_delegation():
+    """Assignment 2's out-of-kernel check on its whole catalogue plus the hidden-delegation
+    corpus: never fails a cell the notebook's hidden tests pass (honest and mistaken
+    submissions keep their grades); fails every cell of a layer that delegates however
+    it hides it; fails the delegation variants of the catalogue where the notebook does."""
+    from coursekit.classgen import a2_batchnorm2d as a2
+
+    catalogue_variants, hostile_variants = a2.VARIANTS, _a2_hostile()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(_a2_verdict, [_a2_inputs(v) for v in catalogue_variants + hostile_variants]))
+    problems = []
+    hostile_names = {v.student for v in hostile_variants}
+    must_catch = {"delegates_f_batch_norm", "eval_delegates_torch_batch_norm", "subclass_batchnorm2d",
+                  "wraps_batchnorm2d", "unbiased_var_normalise__forward_delegates_f_batch_norm",
+                  "hardcoded_eps__backward_builtin"} | hostile_names
+    for variant, verdicts, notes in results:
+        expected = classgen.expected_pass(variant, list(a2.TESTS))
+        for grade_id, reason in verdicts.items():
+            if reason is not None and expected[grade_id]:
+                problems.append(f"{variant.student}/{grade_id}: harsher than the hidden tests: {reason} ({notes})")
+            if reason is None and not expected[grade_id] and variant.student in must_catch:
+                problems.append(f"{variant.student}/{grade_id}: delegation passes out of the kernel ({notes})")
+    assert not problems, "\n".join(problems)

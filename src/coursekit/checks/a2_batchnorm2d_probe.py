@@ -85,14 +85,20 @@ def momentum_eps(target, torch, spec):
 
 
 def channels_last(target, torch, spec):
+    """The same input as channels_last (layer b) and contiguous (layer a): b must agree with a."""
     out = []
     for case in spec["cases"]:
-        layer = _layer(target, torch, case).train()
-        x = _t(torch, case["x"]).to(memory_format=torch.channels_last)
-        y = layer(x)
-        layer.eval()
-        out.append({"y": _plain(torch, y), "var": _plain(torch, layer.running_var),
-                    "eval": _plain(torch, layer(x))})
+        a, b = _layer(target, torch, case).train(), _layer(target, torch, case).train()
+        x = _t(torch, case["x"])
+        y_a, y_b = a(x.clone()), b(x.clone().to(memory_format=torch.channels_last))
+        entry = {"y_a": _plain(torch, y_a), "y": _plain(torch, y_b), "mean_a": _plain(torch, a.running_mean),
+                 "mean": _plain(torch, b.running_mean), "var_a": _plain(torch, a.running_var),
+                 "var": _plain(torch, b.running_var)}
+        a.eval()
+        b.eval()
+        entry["eval_a"] = _plain(torch, a(x.clone()))
+        entry["eval"] = _plain(torch, b(x.clone().to(memory_format=torch.channels_last)))
+        out.append(entry)
     return {"cases": out}
 
 
