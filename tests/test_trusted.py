@@ -394,3 +394,28 @@ def test_a2_verdicts_never_harsher_than_the_hidden_tests_and_catch_hidden_delega
             if reason is None and not expected[grade_id] and variant.student in must_catch:
                 problems.append(f"{variant.student}/{grade_id}: delegation passes out of the kernel ({notes})")
     assert not problems, "\n".join(problems)
+
+
+# ------------------------------------------------------------------ assignment 3
+
+def test_a3_loops_are_rechecked_out_of_the_kernel_like_the_hidden_tests():
+    """train_one_epoch and evaluate of A3, re-run in the child with the built-in norm layers
+    allowed (using them is the exercise): each catalogue variant fails exactly the loop
+    tests the notebook's hidden tests fail."""
+    from coursekit.checks import a3_alexnet_bn as a3checks
+    from coursekit.classgen import a3_alexnet_bn as a3
+
+    course = a3._course()
+    wanted = {"solution", "correct_style_b", "no_zero_grad", "softmax_before_ce", "eval_with_grad", "no_train_mode"}
+    problems = []
+    for variant in [v for v in a3.VARIANTS if v.student in wanted]:
+        _, nb = classgen.render(course, "a3_alexnet_bn", variant)
+        last = max(i for i, c in enumerate(nb.cells) if scan.grade_id(c) in a3checks.CHECKS.by_grade_id())
+        cells = [c.source for c in nb.cells[:last] if c.cell_type == "code" and not scan.is_test_cell(c)]
+        verdicts, notes = TrustedChecks().verdicts(a3checks.CHECKS, cells, [])
+        expected = classgen.expected_pass(variant, list(a3.TESTS))
+        for grade_id, reason in verdicts.items():
+            if (reason is None) != expected[grade_id]:
+                problems.append(f"{variant.student}/{grade_id}: expected {'pass' if expected[grade_id] else 'fail'}, "
+                                f"trusted says {reason or 'pass'} ({notes})")
+    assert not problems, "\n".join(problems)

@@ -49,6 +49,9 @@ class AssignmentChecks:
     checks: list[Check] = field(default_factory=list)
     notebook: str | None = None           # which notebook of the assignment (None: any)
     forbidden_ops: re.Pattern = NORM_OPS
+    # disable the built-in normalisation kernels while the student's code runs (the
+    # from-scratch assignments); False where using nn.BatchNorm2d is the exercise
+    guard_norm: bool = True
 
     @property
     def probe_source(self) -> str:

@@ -270,7 +270,8 @@ def main(request):
         exec(compile(request["probe"], "<probe>", "exec"), probe_ns)
         scenarios = probe_ns["SCENARIOS"]
         shell = get_ipython()  # noqa: F821 (the kernel's shell)
-        guarded = _disable_norm_kernels(torch) > 0 and _guard_works(torch)
+        guard_norm = request.get("guard_norm", True)
+        guarded = _disable_norm_kernels(torch) > 0 and _guard_works(torch) if guard_norm else None
         spawned = []
         threads_before = _threads()
         _install_audit(spawned)
@@ -317,7 +318,7 @@ def main(request):
             answer["scenario_ops"][name] = sorted(recorder.ops)
             all_ops |= recorder.ops
         answer["ops"] = sorted(all_ops)
-        answer["guard"] = bool(guarded and _guard_works(torch))
+        answer["guard"] = bool(guarded and _guard_works(torch)) if guard_norm else "off"
         answer["spawned"] = list(spawned)
         answer["threads"] = [threads_before, _threads()]
     except BaseException as exc:

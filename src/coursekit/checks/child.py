@@ -46,9 +46,9 @@ class ChildResult:
     wall: float              # seconds
 
 
-def run_student_code(cells: list[str], probe: str, target: str, spec: dict, *,
+def run_student_code(cells: list[str], probe: str, target, spec: dict, *,
                      timeout: float = 90, cell_timeout: float = 30, scenario_timeout: float = 20,
-                     max_bytes: int = 8 << 20, config=None) -> ChildResult:
+                     max_bytes: int = 8 << 20, config=None, guard_norm: bool = True) -> ChildResult:
     """Execute ``cells`` in a fresh sandboxed kernel, then each of the probe's
     ``SCENARIOS[name](target_class, torch, spec[name])`` there.
 
@@ -59,7 +59,7 @@ def run_student_code(cells: list[str], probe: str, target: str, spec: dict, *,
     try:
         request = {"harness": HARNESS.read_text(encoding="utf-8"), "cells": cells, "probe": probe,
                    "target": target, "spec": spec, "cell_timeout": cell_timeout,
-                   "scenario_timeout": scenario_timeout, "answer": ANSWER}
+                   "scenario_timeout": scenario_timeout, "answer": ANSWER, "guard_norm": bool(guard_norm)}
         (folder / REQUEST).write_text(json.dumps(request), encoding="utf-8")
         # the answer channel: created and held open here, before any code of the kernel runs
         answer_path = folder / ANSWER
