@@ -419,3 +419,15 @@ def test_a3_loops_are_rechecked_out_of_the_kernel_like_the_hidden_tests():
                 problems.append(f"{variant.student}/{grade_id}: expected {'pass' if expected[grade_id] else 'fail'}, "
                                 f"trusted says {reason or 'pass'} ({notes})")
     assert not problems, "\n".join(problems)
+
+
+def test_scan_an_import_that_fails_is_a_mistake_unless_the_submission_writes_modules():
+    def scanned(*sources):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+        return {(f.kind, f.rule) for f in scan.scan_notebook(nb)}
+
+    missing = "import bn_helpers_not_installed\n"
+    assert scanned(missing) == {("suspicious", "import bn_helpers_not_installed (not installed)")}
+    written = "import bn_helpers_not_installed (not installed: a module written by the submission)"
+    assert ("evasion", written) in scanned("%%writefile bn_helpers_not_installed.py\nx = 1\n", missing)
+    assert ("evasion", written) in scanned("open('bn_helpers_not_installed.py', 'w').write(src)\n", missing)

@@ -71,6 +71,9 @@ SHELL_RUNNERS = {"system", "system_piped", "system_raw", "getoutput"}
 MAGIC_RUNNERS = {"run_line_magic", "run_cell_magic", "magic", "safe_execfile", "safe_execfile_ipy",
                  "safe_run_module", "ex", "ev"} | SHELL_RUNNERS
 HIDING_SHELL = re.compile(r"(?i)python|\.py\b|\bexec\b|>|\btee\b|\bcp\b|\bcurl\b|\bwget\b")
+# the student's code writes files (where a module of its own could come from)
+WRITES_FILES = re.compile(r"%%(writefile|file)\b|\bopen\s*\(|write_text|write_bytes|copyfile|shutil\.|"
+                          r"\.py\b|\bcp\s|>>?\s*\S")
 # ways to reach IPython's shell object
 SHELL_GETTERS = {"get_ipython", "InteractiveShell", "get_ipython()"}
 # builtins that, passed around as values, do what the flagged calls do
@@ -205,11 +208,12 @@ def scan_notebook(nb, given=None, costly_until: int | None = None) -> list[Findi
     ``costly_until`` (code that only runs after the checked tests) become suspicious."""
     aliases = module_aliases(nb)
     findings: list[Finding] = []
-    for index, lines in student_lines(nb, given).items():
-        if lines is not None and not lines:
-            continue
+    mine = {i: lines for i, lines in student_lines(nb, given).items() if lines is None or lines}
+    writes = any(WRITES_FILES.search(nb.cells[i].source) for i in mine)
+    for index, lines in mine.items():
         cell = nb.cells[index]
-        for f in scan_source(cell.source, index, lines, aliases, answer_cell=is_answer_cell(cell)):
+        for f in scan_source(cell.source, index, lines, aliases, answer_cell=is_answer_cell(cell),
+                             writes_files=writes):
             if f.kind in COSTLY and costly_until is not None and index >= costly_until:
                 f = Finding("suspicious", f.rule, f.cell, f.line, f.code)
             findings.append(f)
@@ -239,7 +243,10 @@ def _parse(source: str) -> tuple[ast.AST | None, int, str | None]:
 
 
 def scan_source(source: str, cell: int, lines: set[int] | None, aliases: set[str],
-                answer_cell: bool = True) -> list[Finding]:
+                answer_cell: bool = True, writes_files: bool = True) -> list[Finding]:
+    """Findings in one cell.  ``writes_files``: the submission writes files somewhere
+    (then importing a module that is not installed is importing its own hidden code;
+    otherwise it is a plain mistake, recorded only)."""
     tree, offset, magic = _parse(source)
     src_lines = source.splitlines()
     findings: list[Finding] = []
@@ -300,7 +307,7 @@ def scan_source(source: str, cell: int, lines: set[int] | None, aliases: set[str
         elif isinstance(node, ast.Call):
             _call(node, add, aliases)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            _import(node, add, implementation(node))
+            _import(node, add, implementation(node), writes_files)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             _string(node, add, implementation(node))
         elif isinstance(node, ast.ClassDef):
@@ -430,7 +437,7 @@ def _call(node, add, aliases) -> None:
         pass  # computed paths: the sandbox decides, nothing to read here
 
 
-def _import(node, add, inside) -> None:
+def _import(node, add, inside, writes_files=True) -> None:
     if isinstance(node, ast.Import):
         modules = [a.name for a in node.names]
         names: list[str] = []
@@ -443,7 +450,10 @@ def _import(node, add, inside) -> None:
         parts = module.split(".")
         top = parts[0]
         if top and not _installed(top):
-            add(node, "evasion", f"import {module} (not installed: a module written by the submission)")
+            if writes_files:
+                add(node, "evasion", f"import {module} (not installed: a module written by the submission)")
+            else:
+                add(node, "suspicious", f"import {module} (not installed)")
         if top in EVASION_MODULES or any(p.startswith("_") for p in parts) or (
                 top == "torch" and len(parts) > 1 and parts[1] in EVASION_TORCH):
             add(node, "evasion", f"import {module}")
