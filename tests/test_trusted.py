@@ -11,7 +11,13 @@
 - the preprocessor on an executed notebook: a test cell that "passed" with a
   wrong implementation gets an error output first (nbgrader then scores it 0),
   a forged result before an error is neutralised, a right cell is untouched,
-  and events are recorded.
+  and events are recorded;
+- delegation hidden from every check (coursekit.classgen.hostile_delegation:
+  computed lookups, worker threads, a rewritten answer, %%writefile modules, a
+  forked process) fails every re-checked cell of A1 and A2 from the runtime
+  guard alone, and the scan names the hiding;
+- A2's and A3's re-checks on their whole catalogues: never harsher than the
+  notebooks' hidden tests (A3: exactly as strict).
 """
 from __future__ import annotations
 
