@@ -187,6 +187,19 @@ def _install_audit(spawned):
             setattr(module, name, counted(getattr(module, name)))
 
 
+def _preload():
+    """Import, before the audit starts, what the course's given code imports and what
+    starts helpers on first use (matplotlib's font cache runs a subprocess and a
+    thread when it is built): those are the course's, not the student's."""
+    import importlib
+    for name in ("matplotlib", "matplotlib.pyplot", "matplotlib.font_manager", "tqdm", "tqdm.auto",
+                 "torchvision"):
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+
+
 def _threads():
     import os
     try:
@@ -272,6 +285,7 @@ def main(request):
         shell = get_ipython()  # noqa: F821 (the kernel's shell)
         guard_norm = request.get("guard_norm", True)
         guarded = _disable_norm_kernels(torch) > 0 and _guard_works(torch) if guard_norm else None
+        _preload()
         spawned = []
         threads_before = _threads()
         _install_audit(spawned)
