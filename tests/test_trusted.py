@@ -11,7 +11,13 @@
 - the preprocessor on an executed notebook: a test cell that "passed" with a
   wrong implementation gets an error output first (nbgrader then scores it 0),
   a forged result before an error is neutralised, a right cell is untouched,
-  and events are recorded.
+  and events are recorded;
+- delegation hidden from every check (coursekit.classgen.hostile_delegation:
+  computed lookups, worker threads, a rewritten answer, %%writefile modules, a
+  forked process) fails every re-checked cell of A1 and A2 from the runtime
+  guard alone, and the scan names the hiding;
+- A2's and A3's re-checks on their whole catalogues: never harsher than the
+  notebooks' hidden tests (A3: exactly as strict).
 """
 from __future__ import annotations
 
@@ -120,16 +126,17 @@ def test_child_runs_cells_like_a_kernel_inside_the_sandbox(tmp_path):
     assert "request.json" not in look["cwd"] and look["uid"] != 0   # inputs gone from disk; not root
 
 
-# the student's code replaces what the harness writes (the kernel's own messages still go through)
-FORGE_ANSWER = """import json
-_dumps = json.dumps
-json.dumps = lambda obj, **kw: {text} if kw.get("allow_nan") else _dumps(obj, **kw)"""
+# a layer whose measurement is enormous (the probe reports it as is)
+FLOOD = "class Layer:\n    def __init__(self, n):\n        self.value = 'x' * (1 << 20)\n"
+# closes the harness's answer channel (found through /proc), so that nothing can be written back
+CUT = ("import os\nfor fd in range(3, 1024):\n    try:\n        if 'answer' in os.readlink(f'/proc/self/fd/{fd}'):\n"
+       "            os.close(fd)\n    except OSError:\n        pass\n")
 
 
 @pytest.mark.parametrize("cells, why", [
     (["import time\nwhile True:\n    time.sleep(1)"], "timeout"),                            # hangs
-    ([FORGE_ANSWER.format(text="'x' * (1 << 20)")], "larger"),                                # floods the answer
-    ([FORGE_ANSWER.format(text="'not json'")], "JSON"),                                       # garbage
+    ([FLOOD], "larger"),                                                                      # floods the answer
+    ([CUT], "without answering"),                                                             # cuts the channel
     (["import os\nos._exit(3)"], "died"),                                                    # kills its kernel
 ])
 def test_child_fails_closed(cells, why):
@@ -250,3 +257,183 @@ def test_builtin_norm_layers_are_delegation_only_where_built_by_hand(tmp_path):
         flagged[assignment] = {e.get("finding") for e in events.read(course.root, assignment, "s")}
     assert "delegation" in flagged["a1_batchnorm1d"]
     assert "delegation" not in flagged["a3_alexnet_bn"]
+
+
+# ------------------------------------------------------------------ delegation that hides from every check
+
+def _hostile_a1(name):
+    return next(v for v in __import__("coursekit.classgen.hostile", fromlist=["x"]).variants()
+                if v.student == name)
+
+
+@pytest.mark.parametrize("name", ["h13_thread_lookup", "h14_forge_answer", "h15_writefile", "h16_forked"])
+def test_hidden_delegation_fails_out_of_the_kernel_even_unseen_by_the_scan(name):
+    """The runtime guard alone (no static findings) fails every implementation check:
+    the built-in kernels raise in every thread, processes are refused, the answer
+    cannot be rewritten; with the scan, the hiding itself is a finding."""
+    variant = _hostile_a1(name)
+    cells = _cells_before_tests(variant)
+    verdicts, notes = TrustedChecks().verdicts(a1checks.CHECKS, cells, [])
+    passed = [g for g, reason in verdicts.items() if reason is None]
+    assert not passed, f"{name}: passes {passed} out of the kernel ({notes})"
+    _, _, notes_scanned = _verdict(variant)
+    assert any("delegation in" in n for n in notes_scanned), notes_scanned
+
+
+def test_scan_sees_lookups_hiding_magics_and_aliased_shells():
+    from coursekit.classgen import hostile_delegation
+
+    hidden = hostile_delegation.sources("MyBatchNorm1d")
+    expected = {
+        "THREAD_LOOKUP": {"import pydoc", "name-to-object lookup pydoc.locate"},
+        "RESOLVE_THREAD": {"import pkgutil", "name-to-object lookup pkgutil.resolve_name"},
+        "FORGE_ANSWER": {"_shell.input_transformers_cleanup", "patch os.replace"},
+        "WRITEFILE_HELPER": {"cell magic %%writefile"},
+        "WRITEFILE_LAYER": {"import bn_helpers (not installed: a module written by the submission)"},
+        "FORKED": {"getattr() with a computed name"},
+    }
+    for piece, rules in expected.items():
+        found = {rule for kind, rule in _rules(hidden[piece]) if kind in ("evasion", "tamper")}
+        assert rules <= found, f"{piece}: {sorted(found)}"
+    # honest spellings stay clean: IPython's own magics, installed modules, !pip
+    assert _rules("%matplotlib inline\nimport numpy as np\nfrom tqdm.auto import tqdm\n!pip install tqdm\n") \
+        <= {("suspicious", "shell command")}
+    # the shell reached by another name is the shell
+    assert ("tamper", "sh.ast_transformers") in _rules("import IPython\nsh = IPython.get_ipython()\n"
+                                                       "sh.ast_transformers.append(None)\n")
+    assert ("evasion", "magic %run") in _rules("%run helper.py\n")
+
+
+def test_child_answer_cannot_be_rewritten_by_name(tmp_path):
+    """Code that replaces answer.json, patches json.dumps and os.replace: the grader
+    still reads what the harness measured."""
+    forge = ("import json, os\n"
+             "_dumps = json.dumps\n"   # the kernel's own messages still go through
+             "json.dumps = lambda obj, **kw: '{\"probe\": {\"look\": {\"error\": null, \"value\": 7}}}' "
+             "if isinstance(obj, dict) and 'probe' in obj else _dumps(obj, **kw)\n"
+             "os.replace = lambda *a, **k: None\n"
+             "for name in os.listdir('.'):\n"
+             "    if name.startswith('answer'):\n"
+             "        os.remove(name)\n"
+             "open('answer.json', 'w').write(json.dumps({}))\n")
+    cells = [forge, "class Layer:\n    def __init__(self, n):\n        self.value = n * 2\n"]
+    result = run_student_code(cells, PROBE, "Layer", {"look": {"n": 21}})
+    assert result.failure is None, result.failure
+    assert result.answer["probe"]["look"]["value"] == 42
+
+
+# ------------------------------------------------------------------ assignment 2
+
+def _a2_inputs(variant):
+    """What TrustedChecks.preprocess hands to verdicts() (read here, in one thread: the
+    parser of CPython 3.11 is not safe to run in several threads at once)."""
+    from coursekit.checks import a2_batchnorm2d as a2checks
+    from coursekit.classgen import a2_batchnorm2d as a2
+
+    course = a2._course()
+    release = nbformat.read(str(course.release / "a2_batchnorm2d" / "batchnorm2d.ipynb"), as_version=4)
+    _, nb = classgen.render(course, "a2_batchnorm2d", variant)
+    last = max(i for i, c in enumerate(nb.cells) if scan.grade_id(c) in a2checks.CHECKS.by_grade_id())
+    cells = [c.source for c in nb.cells[:last] if c.cell_type == "code" and not scan.is_test_cell(c)]
+    findings = scan.scan_notebook(nb, release, costly_until=last)
+    answer_cells = {i: scan.grade_id(c) for i, c in enumerate(nb.cells) if scan.is_answer_cell(c)}
+    return variant, cells, findings, answer_cells
+
+
+def _a2_verdict(inputs):
+    from coursekit.checks import a2_batchnorm2d as a2checks
+
+    variant, cells, findings, answer_cells = inputs
+    verdicts, notes = TrustedChecks().verdicts(a2checks.CHECKS, cells, findings, answer_cells=answer_cells)
+    return variant, verdicts, notes
+
+
+def _a2_hostile():
+    """The hidden-delegation corpus written for MyBatchNorm2d (BatchNorm2dFunction right)."""
+    from coursekit.classgen import Variant, hostile_delegation
+    from coursekit.classgen import a2_batchnorm2d as a2
+
+    hidden = hostile_delegation.sources("MyBatchNorm2d")
+
+    def after_layer(*sources):
+        def mutate(nb):
+            at = next(i for i, c in enumerate(nb.cells) if scan.grade_id(c) == a2.LAYER)
+            for offset, source in enumerate(sources, 1):
+                nb.cells.insert(at + offset, nbformat.v4.new_code_cell(source))
+        return mutate
+
+    function = a2.solution(a2.FUNCTION)
+    # a child that started threads or processes is not trusted: every re-checked cell fails,
+    # the Function's too (gradcheck and vs_autograd are not re-checked: the kernel decides them)
+    layer_tests = set(a2.LAYER_TESTS) | {"test_function_forward", "test_function_no_autograd"}
+    return [
+        Variant("a2_thread_lookup", "", {a2.LAYER: hidden["THREAD_LOOKUP"], a2.FUNCTION: function}, fails=layer_tests),
+        Variant("a2_resolve_thread", "", {a2.LAYER: hidden["RESOLVE_THREAD"], a2.FUNCTION: function}, fails=layer_tests),
+        Variant("a2_forge_answer", "", {a2.LAYER: hidden["THREAD_LOOKUP"], a2.FUNCTION: function},
+                fails=layer_tests, mutate=after_layer(hidden["FORGE_ANSWER"])),
+        Variant("a2_writefile", "", {a2.LAYER: hidden["WRITEFILE_LAYER"], a2.FUNCTION: function},
+                fails=layer_tests, mutate=after_layer(hidden["WRITEFILE_HELPER"])),
+        Variant("a2_forked", "", {a2.LAYER: hidden["FORKED"], a2.FUNCTION: function}, fails=layer_tests),
+    ]
+
+
+def test_a2_verdicts_never_harsher_than_the_hidden_tests_and_catch_hidden_delegation():
+    """Assignment 2's out-of-kernel check on its whole catalogue plus the hidden-delegation
+    corpus: never fails a cell the notebook's hidden tests pass (honest and mistaken
+    submissions keep their grades); fails every cell of a layer that delegates however
+    it hides it; fails the delegation variants of the catalogue where the notebook does."""
+    from coursekit.classgen import a2_batchnorm2d as a2
+
+    catalogue_variants, hostile_variants = a2.VARIANTS, _a2_hostile()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(_a2_verdict, [_a2_inputs(v) for v in catalogue_variants + hostile_variants]))
+    problems = []
+    hostile_names = {v.student for v in hostile_variants}
+    must_catch = {"delegates_f_batch_norm", "eval_delegates_torch_batch_norm", "subclass_batchnorm2d",
+                  "wraps_batchnorm2d", "unbiased_var_normalise__forward_delegates_f_batch_norm",
+                  "hardcoded_eps__backward_builtin"} | hostile_names
+    for variant, verdicts, notes in results:
+        expected = classgen.expected_pass(variant, list(a2.TESTS))
+        for grade_id, reason in verdicts.items():
+            if reason is not None and expected[grade_id]:
+                problems.append(f"{variant.student}/{grade_id}: harsher than the hidden tests: {reason} ({notes})")
+            if reason is None and not expected[grade_id] and variant.student in must_catch:
+                problems.append(f"{variant.student}/{grade_id}: delegation passes out of the kernel ({notes})")
+    assert not problems, "\n".join(problems)
+
+
+# ------------------------------------------------------------------ assignment 3
+
+def test_a3_loops_are_rechecked_out_of_the_kernel_like_the_hidden_tests():
+    """train_one_epoch and evaluate of A3, re-run in the child with the built-in norm layers
+    allowed (using them is the exercise): each catalogue variant fails exactly the loop
+    tests the notebook's hidden tests fail."""
+    from coursekit.checks import a3_alexnet_bn as a3checks
+    from coursekit.classgen import a3_alexnet_bn as a3
+
+    course = a3._course()
+    wanted = {"solution", "correct_style_b", "no_zero_grad", "softmax_before_ce", "eval_with_grad", "no_train_mode"}
+    problems = []
+    for variant in [v for v in a3.VARIANTS if v.student in wanted]:
+        _, nb = classgen.render(course, "a3_alexnet_bn", variant)
+        last = max(i for i, c in enumerate(nb.cells) if scan.grade_id(c) in a3checks.CHECKS.by_grade_id())
+        cells = [c.source for c in nb.cells[:last] if c.cell_type == "code" and not scan.is_test_cell(c)]
+        verdicts, notes = TrustedChecks().verdicts(a3checks.CHECKS, cells, [])
+        expected = classgen.expected_pass(variant, list(a3.TESTS))
+        for grade_id, reason in verdicts.items():
+            if (reason is None) != expected[grade_id]:
+                problems.append(f"{variant.student}/{grade_id}: expected {'pass' if expected[grade_id] else 'fail'}, "
+                                f"trusted says {reason or 'pass'} ({notes})")
+    assert not problems, "\n".join(problems)
+
+
+def test_scan_an_import_that_fails_is_a_mistake_unless_the_submission_writes_modules():
+    def scanned(*sources):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+        return {(f.kind, f.rule) for f in scan.scan_notebook(nb)}
+
+    missing = "import bn_helpers_not_installed\n"
+    assert scanned(missing) == {("suspicious", "import bn_helpers_not_installed (not installed)")}
+    written = "import bn_helpers_not_installed (not installed: a module written by the submission)"
+    assert ("evasion", written) in scanned("%%writefile bn_helpers_not_installed.py\nx = 1\n", missing)
+    assert ("evasion", written) in scanned("open('bn_helpers_not_installed.py', 'w').write(src)\n", missing)

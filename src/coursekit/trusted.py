@@ -12,8 +12,12 @@ for every test cell with a check registered in ``coursekit.checks.<assignment>``
    JSON data (``coursekit.checks.child``);
 2. computes the references here, with the grader's own untouched torch;
 3. reads the student's lines statically (``coursekit.checks.scan``) and looks
-   at the aten operators the layer dispatched, to detect delegation to the
-   built-in layer and code that hides from either;
+   at what the child reports: the aten operators the layer dispatched, whether
+   the built-in normalisation kernels stayed disabled (they raise, in every
+   thread, for the whole run: ``_harness.py``), and whether the code started
+   threads or tried to start processes.  Delegation, code that hides from the
+   reading and code that runs where the re-check does not look all cost the
+   implementation checks;
 4. for a test cell that passed in the kernel but fails here, puts an error
    output (Catalan message) first in the cell, so that nbgrader's own
    ``SaveAutoGrades`` scores it 0.  A cell that failed in the kernel is left
@@ -53,7 +57,8 @@ FORGED = ("aquesta prova ha fallat; el resultat que la cel·la mostra abans de l
           "com a puntuació parcial")
 DELEGATION = ("la implementació ha de ser teva: s'ha detectat {what}. "
               "No pots fer servir F.batch_norm, nn.BatchNorm1d ni cap capa de normalització de PyTorch, "
-              "ni amagar el codi (eval, exec, getattr amb noms calculats, torch._C, torch.ops...)")
+              "ni amagar el codi (eval, exec, getattr o pydoc.locate amb noms calculats, torch._C, torch.ops, "
+              "%%writefile, mòduls propis, fils o processos...)")
 
 
 # Assignments whose layers must be implemented by hand: there, naming a built-in
@@ -142,7 +147,8 @@ class TrustedChecks(NbGraderPreprocessor):
         started = time.monotonic()
         cells = [c.source for i, c in enumerate(nb.cells[:last])
                  if c.cell_type == "code" and not scan.is_test_cell(c)]
-        verdicts, notes = self.verdicts(registry, cells, findings, salt=_course_salt(root))
+        answer_cells = {i: scan.grade_id(c) for i, c in enumerate(nb.cells) if scan.is_answer_cell(c)}
+        verdicts, notes = self.verdicts(registry, cells, findings, salt=_course_salt(root), answer_cells=answer_cells)
         for grade_id, index in checked.items():
             cell, reason = nb.cells[index], verdicts.get(grade_id)
             # An error already first scores 0; an error behind a forged result
@@ -157,16 +163,20 @@ class TrustedChecks(NbGraderPreprocessor):
         return nb, resources
 
     def verdicts(self, registry: checks.AssignmentChecks, cells: list[str], findings: list[scan.Finding],
-                 salt: bytes = b"") -> tuple[dict[str, str | None], list[str]]:
+                 salt: bytes = b"", answer_cells: dict[int, str] | None = None
+                 ) -> tuple[dict[str, str | None], list[str]]:
         """{grade_id: None if right, else a Catalan reason} for every registered check.
 
         The inputs are drawn from the submission's code and the course's secret
-        ``salt``: the same for a re-grade, unknowable to the student in advance."""
+        ``salt``: the same for a re-grade, unknowable to the student in advance.
+        ``answer_cells``: notebook index -> grade_id of the answer cells, to charge
+        a static finding only to the checks of the cell it is in (see ``Check.cells``)."""
         digest = hashlib.sha256(salt + b"\0" + "\0".join(cells).encode("utf-8")).digest()
         seed = int.from_bytes(digest[:4], "big")
         spec = registry.spec(seed)
         result = run_student_code(cells, registry.probe_source, registry.target, spec,
-                                  timeout=self.timeout, cell_timeout=self.cell_timeout, config=self.config)
+                                  timeout=self.timeout, cell_timeout=self.cell_timeout, config=self.config,
+                                  guard_norm=registry.guard_norm)
         notes = [f"child {result.wall:.1f} s"]
         answer = result.answer or {}
         probe = answer.get("probe")
@@ -177,19 +187,45 @@ class TrustedChecks(NbGraderPreprocessor):
             return {c.grade_id: UNVERIFIED.format(why=short) for c in registry.checks}, notes
 
         ops = answer.get("ops") if isinstance(answer.get("ops"), list) else []
-        delegated = sorted({str(op) for op in ops if registry.forbidden_ops.search(str(op))})
+        by_scenario = answer.get("scenario_ops") if isinstance(answer.get("scenario_ops"), dict) else {}
         costly = [f for f in findings if f.kind in scan.COSTLY]
-        what = None
-        if delegated:
-            what = f"l'operació interna {delegated[0]}"
-        elif costly:
-            what = f"«{costly[0].rule}» a la línia {costly[0].line} d'una cel·la teva"
-        if what:
-            notes.append(f"delegation: {what}")
+        answer_cells = answer_cells or {}
+        spawned = answer.get("spawned") if isinstance(answer.get("spawned"), list) else ["?"]
+        threads = answer.get("threads")
+        more_threads = not (isinstance(threads, list) and len(threads) == 2
+                            and all(isinstance(t, int) for t in threads) and threads[1] <= threads[0])
+        notes.append(f"guard {answer.get('guard')!r}, spawned {spawned[:5]}, threads {threads!r}")
+        general = None
+        guard = answer.get("guard")
+        if not (guard is True if registry.guard_norm else guard == "off"):
+            # the built-in kernels were not disabled for the whole run: nothing it computed is trusted
+            general = "que les capes de normalització de PyTorch no s'han pogut desactivar durant la verificació"
+        elif spawned or more_threads:
+            kinds = sorted({str(s)[:40] for s in spawned}) or ["fils nous"]
+            general = f"codi que engega fils o processos ({', '.join(kinds[:3])}), on la verificació no arriba"
+
+        def delegation(check: checks.Check) -> str | None:
+            if general:
+                return general
+            if check.scenarios is None:
+                seen = ops
+            else:
+                seen = [op for name in check.scenarios
+                        for op in (by_scenario.get(name) if isinstance(by_scenario.get(name), list) else ["?"])]
+            delegated = sorted({str(op) for op in seen if registry.forbidden_ops.search(str(op))})
+            if delegated:
+                return f"l'operació interna {delegated[0]}"
+            mine = [f for f in costly if check.cells is None or answer_cells.get(f.cell) in (None, *check.cells)]
+            if mine:
+                return f"«{mine[0].rule}» a la línia {mine[0].line} d'una cel·la teva"
+            return None
+
         reference = registry.reference(spec)
         out: dict[str, str | None] = {}
         for check in registry.checks:
-            if check.implementation and what:
+            what = delegation(check) if check.implementation else None
+            if what:
+                notes.append(f"delegation in {check.grade_id}: {what}")
                 out[check.grade_id] = DELEGATION.format(what=what)
                 continue
             try:

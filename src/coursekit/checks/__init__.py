@@ -32,18 +32,26 @@ class Check:
     # compare(student_probe, reference_probe) -> None when right, else a Catalan detail
     compare: Callable[[dict, dict], str | None]
     implementation: bool = True   # delegating to the built-in layer costs this cell's points
+    # where delegation counts against this cell (None: anywhere): the probe's scenarios whose
+    # aten operators are read, and the answer cells (grade_id) whose static findings are;
+    # code the student added outside every answer cell always counts
+    scenarios: tuple[str, ...] | None = None
+    cells: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
 class AssignmentChecks:
     assignment: str
-    target: str                           # the class the probe exercises
+    target: str | list[str]               # the class the probe exercises (several: a dict of them)
     probe_file: Path                      # child-side module defining probe(Layer, torch, spec)
     spec: Callable[[int], dict]           # seed -> JSON-able inputs
     reference: Callable[[dict], dict]     # spec -> the reference layer's probe, computed here
     checks: list[Check] = field(default_factory=list)
     notebook: str | None = None           # which notebook of the assignment (None: any)
     forbidden_ops: re.Pattern = NORM_OPS
+    # disable the built-in normalisation kernels while the student's code runs (the
+    # from-scratch assignments); False where using nn.BatchNorm2d is the exercise
+    guard_norm: bool = True
 
     @property
     def probe_source(self) -> str:

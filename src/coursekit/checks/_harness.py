@@ -13,11 +13,35 @@ Request: {"cells": [source, ...], "probe": source defining SCENARIOS,
 "target": class name, "spec": {scenario: inputs}, "cell_timeout": s,
 "scenario_timeout": s, "answer": file name}.  Answer: {"cells": [{"error":
 str|None}, ...], "probe": {scenario: {"error": str|None, ...measurements}},
-"ops": [aten op, ...], "error": str|None}.
+"ops": [aten op, ...], "guard": bool, "spawned": [str, ...], "threads": [int, int],
+"error": str|None}.
+
+Before the first line of the student's code runs, the harness:
+
+- makes every aten normalisation kernel (batch / layer / group / instance / rms
+  norm, forward and backward, every overload) raise, by registering kernels of
+  its own at the dispatcher for every dispatch key that has one.  Dispatcher
+  registrations are global, so this holds for every thread and every way of
+  reaching the op (``F.batch_norm`` by any name, ``torch.ops.aten``, the
+  autograd graph, TorchScript); PyTorch's Python decompositions of those ops
+  (``torch._refs``, ``torch._decomp``) are replaced too.  The registration is
+  held by no Python name the student's code could reach to undo it;
+- installs an audit hook (it cannot be removed) that refuses to start a
+  process (fork, exec, spawn, subprocess, system), to load or call native code
+  through ctypes, and to walk the garbage collector's objects; and counts the
+  threads started;
+- opens its answer channel: ``answer.json`` was created and opened by the
+  grader before the kernel started; the harness opens it for writing and
+  removes its name, so later code cannot replace, rename or reopen it by path.
+  The answer is serialised with functions taken before the student's code
+  runs (a patched ``json.dumps`` or ``os.replace`` changes nothing).
+
+A submission can still forge numbers in its own process, but forged numbers
+only score when they equal the grader's references for inputs it draws after
+the code was written: without the built-in kernels, another process or native
+code, the only way to produce them is an implementation of its own.
 """
 import contextlib
-import json
-import os
 import signal
 
 
@@ -55,8 +79,191 @@ def _alarm(seconds):
     signal.alarm(max(1, int(seconds)))
 
 
+# aten operators (and Python decompositions) that *are* a normalisation layer
+NORM = r"(batch|layer|group|instance|rms)_norm|_norm_legit"
+GUARD_MESSAGE = "coursekit: built-in normalisation kernels are disabled in the trusted re-check"
+# audit events refused while the student's code runs: other processes, native code, the object graph
+REFUSED = ("os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec", "os.system", "os.startfile",
+           "subprocess.Popen", "pty.spawn", "os.kill", "os.killpg", "signal.pthread_kill",
+           "ctypes.dlopen", "ctypes.dlsym", "ctypes.dlsym/handle", "ctypes.call_function", "ctypes.cdata",
+           "ctypes.cdata/buffer", "ctypes.PyObj_FromPtr", "ctypes.addressof", "ctypes.string_at",
+           "ctypes.wstring_at", "ctypes.create_string_buffer",
+           "gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.setprofile", "sys.settrace",
+           "sys.monitoring.register_callback", "cpython.PyInterpreterState_New", "cpython.run_command",
+           "cpython.run_file", "cpython.run_module", "cpython.run_startup", "cpython.run_stdin",
+           "mmap.__new__")
+
+
+def _disable_norm_kernels(torch):
+    """Every aten normalisation kernel raises from now on, in every thread.  Returns
+    the number of kernels replaced (0 means the guard is not in place)."""
+    import re
+    import sys
+    import warnings
+
+    pattern = re.compile(NORM)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError(GUARD_MESSAGE)
+
+    # every dispatch key of this build: CPU and accelerators, nested and quantized
+    # tensors, composites, autograd, functorch, autocast
+    keys = list(torch._C.DispatchKey.__members__)
+    registrar = torch._C._dispatch_library("IMPL", "aten", "", "<coursekit-guard>", 0)
+    count = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "overriding a previously registered kernel": that is the point
+        for name in sorted(torch._C._dispatch_get_all_op_names()):
+            if not name.startswith("aten::") or not pattern.search(name):
+                continue
+            for key in keys:
+                try:
+                    if torch._C._dispatch_has_kernel_for_dispatch_key(name, key):
+                        registrar.impl(name[len("aten::"):], key, refuse, False)
+                        count += 1
+                except Exception:
+                    pass  # a key this build does not know
+    # Keep the registration alive with no Python name pointing at it: nothing the
+    # student's code can reach (the object graph is refused below) can reset it.
+    import ctypes
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(registrar))
+    del registrar
+    # PyTorch's own Python implementations of the same layers
+    for module_name in [m for m in list(sys.modules) if m.startswith(("torch._refs", "torch._decomp", "torch._prims"))]:
+        module = sys.modules.get(module_name)
+        for attr in list(getattr(module, "__dict__", {})):
+            if pattern.search(attr) and callable(getattr(module, attr, None)):
+                try:
+                    setattr(module, attr, refuse)
+                except Exception:
+                    pass
+    try:
+        from torch._decomp import decomposition_table
+        for op in list(decomposition_table):
+            if pattern.search(str(op)):
+                decomposition_table[op] = refuse
+    except Exception:
+        pass
+    return count
+
+
+def _guard_works(torch):
+    """True when the built-in batch norm raises the guard's error (checked after the student's code)."""
+    try:
+        torch.nn.functional.batch_norm(torch.ones(2, 1), None, None, training=True)
+    except RuntimeError as exc:
+        return GUARD_MESSAGE in str(exc)
+    except Exception:
+        return False
+    return False
+
+
+def _install_audit(spawned):
+    """Refuse processes, native code and the object graph; note threads (an audit hook cannot be removed)."""
+    import sys
+
+    refused = frozenset(REFUSED)
+    prefix = ("os.exec", "os.spawn", "ctypes.")
+
+    def hook(event, args):
+        if event in refused or event.startswith(prefix):
+            if len(spawned) < 50:
+                spawned.append(event)
+            raise PermissionError(f"{event} is not allowed in the trusted re-check")
+    sys.addaudithook(hook)
+
+    import _thread
+    import threading
+
+    def counted(original):
+        def start(*args, **kwargs):
+            if len(spawned) < 50:
+                spawned.append("thread")
+            return original(*args, **kwargs)
+        return start
+    for module, name in ((_thread, "start_new_thread"), (_thread, "start_joinable_thread"),
+                         (threading, "_start_new_thread"), (threading, "_start_joinable_thread")):
+        if hasattr(module, name):
+            setattr(module, name, counted(getattr(module, name)))
+
+
+def _preload():
+    """Import, before the audit starts, what the course's given code imports and what
+    starts helpers on first use (matplotlib's font cache runs a subprocess and a
+    thread when it is built): those are the course's, not the student's."""
+    import importlib
+    for name in ("matplotlib", "matplotlib.pyplot", "matplotlib.font_manager", "tqdm", "tqdm.auto",
+                 "torchvision"):
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+
+
+def _threads():
+    import os
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return -1
+
+
+def _serialiser():
+    """A JSON writer made of references taken now (the student's code may patch json, float, repr...)."""
+    from json.encoder import encode_basestring_ascii as quote
+    float_repr, int_repr = float.__repr__, int.__repr__
+    isinstance_, dict_, list_, tuple_, str_, bool_, int_, float_ = isinstance, dict, list, tuple, str, bool, int, float
+    join, items = str.join, dict.items
+
+    def dump(value, depth=0):
+        if depth > 64:
+            raise ValueError("too deep")
+        if value is None:
+            return "null"
+        if value is True:
+            return "true"
+        if value is False:
+            return "false"
+        if type(value) is str_:
+            return quote(value)
+        if type(value) is int_:
+            return int_repr(value)
+        if type(value) is float_:
+            if value != value:
+                return "NaN"
+            if value in (float("inf"), float("-inf")):
+                return "Infinity" if value > 0 else "-Infinity"
+            return float_repr(value)
+        if type(value) is dict_:
+            return "{" + join(",", [quote(str_(k)) + ":" + dump(v, depth + 1) for k, v in items(value)]) + "}"
+        if type(value) in (list_, tuple_):
+            return "[" + join(",", [dump(v, depth + 1) for v in value]) + "]"
+        return quote(f"<{type(value).__name__}>")
+    return dump
+
+
+def _answer_channel(path):
+    """The answer file the grader created and holds open: opened here, its name removed."""
+    import os
+    fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+    os.unlink(path)
+    write, truncate, close, encode = os.pwrite, os.ftruncate, os.close, str.encode
+
+    def send(text):
+        data = encode(text, "utf-8")
+        truncate(fd, 0)
+        done = 0
+        while done < len(data):
+            done += write(fd, data[done:], done)
+        close(fd)
+    return send
+
+
 def main(request):
-    answer = {"cells": [], "probe": None, "ops": [], "error": None}
+    answer = {"cells": [], "probe": None, "ops": [], "guard": False, "spawned": [], "threads": [0, 0],
+              "error": None}
+    send = _answer_channel(request["answer"])
+    dump = _serialiser()
     try:
         import torch
         from torch.utils._python_dispatch import TorchDispatchMode  # before any student code runs
@@ -76,6 +283,12 @@ def main(request):
         exec(compile(request["probe"], "<probe>", "exec"), probe_ns)
         scenarios = probe_ns["SCENARIOS"]
         shell = get_ipython()  # noqa: F821 (the kernel's shell)
+        guard_norm = request.get("guard_norm", True)
+        guarded = _disable_norm_kernels(torch) > 0 and _guard_works(torch) if guard_norm else None
+        _preload()
+        spawned = []
+        threads_before = _threads()
+        _install_audit(spawned)
 
         for source in request["cells"]:
             error = None
@@ -94,11 +307,14 @@ def main(request):
                 error = repr(exc)[:300]
             answer["cells"].append({"error": error})
 
-        target = shell.user_ns.get(request["target"])
+        wanted = request["target"]  # one class name, or several: then a {name: object} dict
+        target = ({str(n): shell.user_ns.get(str(n)) for n in wanted} if isinstance(wanted, list)
+                  else shell.user_ns.get(wanted))
         torch.set_num_threads(1)  # tiny tensors: a thread pool only costs time
         recorder = OpRecorder()
-        answer["probe"] = {}
+        answer["probe"], answer["scenario_ops"], all_ops = {}, {}, set()
         for name, scenario in scenarios.items():
+            recorder.ops = set()
             # one alarm per scenario: a hang costs that scenario, not the others
             try:
                 with _quiet():
@@ -113,14 +329,19 @@ def main(request):
                 answer["probe"][name] = {"error": "timeout"}
             except Exception as exc:
                 answer["probe"][name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-        answer["ops"] = sorted(recorder.ops)
+            answer["scenario_ops"][name] = sorted(recorder.ops)
+            all_ops |= recorder.ops
+        answer["ops"] = sorted(all_ops)
+        answer["guard"] = bool(guarded and _guard_works(torch)) if guard_norm else "off"
+        answer["spawned"] = list(spawned)
+        answer["threads"] = [threads_before, _threads()]
     except BaseException as exc:
         answer["error"] = repr(exc)[:500]
-    data = json.dumps(answer, allow_nan=True)
-    partial = request["answer"] + ".part"
-    with open(partial, "w", encoding="utf-8") as f:
-        f.write(data)
-    os.replace(partial, request["answer"])
+    try:
+        text = dump(answer)
+    except BaseException as exc:
+        text = dump({"error": f"answer not serialisable: {type(exc).__name__}"})
+    send(text)
 
 
 main(REQUEST)  # noqa: F821 (set by the boot code)

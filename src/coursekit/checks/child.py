@@ -7,9 +7,13 @@ kernel there with the course's sandboxed kernel manager
 kernel that executed the notebook, and its warm fork server when one is
 running, so the child costs milliseconds, not a torch import), and asks it to
 run the harness (``_harness.py``).  The harness answers with JSON data in
-``answer.json``.  The grader never unpickles or executes anything that comes
-back; it reads at most ``max_bytes`` after the kernel replied within
-``timeout`` seconds, then shuts the kernel down.  Any failure (timeout, dead
+``answer.json``, a file the grader creates and opens for reading *before* the
+kernel starts: the harness opens it and removes its name before any student
+code runs, so the grader reads the very file the harness wrote, whatever the
+student's code did to the folder (renamed, replaced or recreated files).  The
+grader never unpickles or executes anything that comes back; it reads at most
+``max_bytes`` after the kernel replied within ``timeout`` seconds and was shut
+down.  Any failure (timeout, dead
 kernel, oversized or malformed answer) is reported, never guessed around: the
 caller fails closed.
 """
@@ -42,9 +46,9 @@ class ChildResult:
     wall: float              # seconds
 
 
-def run_student_code(cells: list[str], probe: str, target: str, spec: dict, *,
+def run_student_code(cells: list[str], probe: str, target, spec: dict, *,
                      timeout: float = 90, cell_timeout: float = 30, scenario_timeout: float = 20,
-                     max_bytes: int = 8 << 20, config=None) -> ChildResult:
+                     max_bytes: int = 8 << 20, config=None, guard_norm: bool = True) -> ChildResult:
     """Execute ``cells`` in a fresh sandboxed kernel, then each of the probe's
     ``SCENARIOS[name](target_class, torch, spec[name])`` there.
 
@@ -55,28 +59,36 @@ def run_student_code(cells: list[str], probe: str, target: str, spec: dict, *,
     try:
         request = {"harness": HARNESS.read_text(encoding="utf-8"), "cells": cells, "probe": probe,
                    "target": target, "spec": spec, "cell_timeout": cell_timeout,
-                   "scenario_timeout": scenario_timeout, "answer": ANSWER}
+                   "scenario_timeout": scenario_timeout, "answer": ANSWER, "guard_norm": bool(guard_norm)}
         (folder / REQUEST).write_text(json.dumps(request), encoding="utf-8")
+        # the answer channel: created and held open here, before any code of the kernel runs
+        answer_path = folder / ANSWER
+        answer_path.touch(mode=0o666)
+        os.chmod(answer_path, 0o666)  # the kernel may run as another uid (root graders)
+        reader = os.open(answer_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
-            failure = _run_sync(_execute(folder, timeout, config))
-        except Exception as exc:  # SandboxError, a kernel that never came up: no sandbox, no run
-            failure = f"could not run the sandboxed kernel: {type(exc).__name__}: {exc}"
-        wall = time.monotonic() - start
-        if failure:
-            return ChildResult(None, failure, wall)
-        return _read_answer(folder / ANSWER, max_bytes, wall)
+            try:
+                failure = _run_sync(_execute(folder, timeout, config))
+            except Exception as exc:  # SandboxError, a kernel that never came up: no sandbox, no run
+                failure = f"could not run the sandboxed kernel: {type(exc).__name__}: {exc}"
+            wall = time.monotonic() - start
+            if failure:
+                return ChildResult(None, failure, wall)
+            return _read_answer(reader, max_bytes, wall)
+        finally:
+            os.close(reader)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _read_answer(path: Path, max_bytes: int, wall: float) -> ChildResult:
+def _read_answer(fd: int, max_bytes: int, wall: float) -> ChildResult:
     try:
-        if path.is_symlink() or not path.is_file():
+        size = os.fstat(fd).st_size
+        if size == 0:
             return ChildResult(None, "the child died without answering", wall)
-        if path.stat().st_size > max_bytes:
+        if size > max_bytes:
             return ChildResult(None, f"answer larger than {max_bytes} bytes", wall)
-        with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
+        data = os.pread(fd, max_bytes + 1, 0)
         answer = json.loads(data.decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return ChildResult(None, "the child's answer is not valid JSON", wall)

@@ -13,11 +13,18 @@ Findings come in four kinds:
   group / instance norm, a non-``Module`` base class);
 - ``evasion``: constructs that hide code from this reading or from the
   runtime trace (``eval``/``exec``/``compile``/``__import__``, ``getattr`` with
-  a computed or private name, ``torch._C``/``torch.ops``, ``importlib``,
-  ``ctypes``, frame introspection, dispatch modes);
+  a computed or private name, any name-to-object lookup such as
+  ``pydoc.locate``, ``importlib.import_module``, ``pkgutil.resolve_name`` or
+  ``operator.attrgetter``, ``torch._C``/``torch.ops``, ``ctypes``, frame
+  introspection, dispatch modes, threads and processes); code kept out of
+  sight: cell magics that write or run other files or languages
+  (``%%writefile``, ``%%bash``, ``%run``, ``%load``...) and imports of modules
+  that are not installed (the student's own files);
 - ``tamper``: patching what the tests rely on (attributes of torch, nn, numpy,
   builtins...), IPython hooks (input transformers, ``showtraceback``, events,
-  ``clear_output``), ``sys.modules``, trace hooks, signal handlers;
+  ``clear_output``) whatever name the shell is reached through
+  (``ip = get_ipython()``, ``IPython.get_ipython``...), ``sys.modules``,
+  trace hooks, signal handlers;
 - ``suspicious``: processes, signals, network, environment, file paths outside
   the working copy, endless loops.
 
@@ -42,8 +49,33 @@ ATTR_CALLS = {"getattr", "setattr", "delattr", "hasattr"}
 # process (where the probe's per-thread op trace does not look).
 EVASION_MODULES = {"importlib", "ctypes", "inspect", "gc", "marshal", "types", "pickle", "dill",
                    "cffi", "code", "codeop", "runpy", "cloudpickle", "zipimport", "operator",
-                   "threading", "_thread", "concurrent", "multiprocessing"}
-EVASION_TORCH = {"_C", "ops", "library", "overrides", "_dynamo", "_ops", "_refs", "_decomp", "_prims", "jit"}
+                   "threading", "_thread", "concurrent", "multiprocessing", "pydoc", "pkgutil", "imp",
+                   "copyreg", "asyncio", "sched", "subprocess"}
+EVASION_TORCH = {"_C", "ops", "library", "overrides", "_dynamo", "_ops", "_refs", "_decomp", "_prims", "jit",
+                 "compile", "fx", "export", "_inductor", "func", "multiprocessing"}
+# functions that turn a name (a string) into the object it names, whatever module they come from
+LOOKUPS = {"locate", "import_module", "resolve_name", "attrgetter", "methodcaller", "find_spec", "find_module",
+           "spec_from_file_location", "spec_from_loader", "module_from_spec", "exec_module", "load_module",
+           "reload", "getattr_static", "__getattribute__", "__getattr__", "get_function", "_getframe",
+           "currentframe", "_current_frames", "get_objects", "get_referrers", "get_referents"}
+# cell and line magics that run code this reading cannot see (other files, other languages)
+HIDING_MAGICS = {"writefile", "file", "script", "bash", "sh", "python", "python2", "python3", "pypy", "perl",
+                 "ruby", "system", "sx", "run", "load", "loadpy", "macro", "load_ext", "reload_ext", "autoreload",
+                 "aimport", "sc", "store", "px", "cython", "rerun", "recall", "edit"}
+# IPython attributes that only serve to change how cells run or how errors show, on any object
+IPYTHON_SPECIFIC = {"input_transformers_cleanup", "input_transformers_post", "input_transformer_manager",
+                    "ast_transformers", "showtraceback", "_showtraceback", "showsyntaxerror", "set_custom_exc",
+                    "custom_exceptions", "run_cell", "run_cell_async", "run_ast_nodes", "run_code",
+                    "register_magic_function", "InteractiveTB", "SyntaxTB", "transform_cell", "prefilter_manager"}
+SHELL_RUNNERS = {"system", "system_piped", "system_raw", "getoutput"}
+MAGIC_RUNNERS = {"run_line_magic", "run_cell_magic", "magic", "safe_execfile", "safe_execfile_ipy",
+                 "safe_run_module", "ex", "ev"} | SHELL_RUNNERS
+HIDING_SHELL = re.compile(r"(?i)python|\.py\b|\bexec\b|>|\btee\b|\bcp\b|\bcurl\b|\bwget\b")
+# the student's code writes files (where a module of its own could come from)
+WRITES_FILES = re.compile(r"%%(writefile|file)\b|\bopen\s*\(|write_text|write_bytes|copyfile|shutil\.|"
+                          r"\.py\b|\bcp\s|>>?\s*\S")
+# ways to reach IPython's shell object
+SHELL_GETTERS = {"get_ipython", "InteractiveShell", "get_ipython()"}
 # builtins that, passed around as values, do what the flagged calls do
 INDIRECT = {"getattr", "setattr", "delattr", "eval", "exec", "compile", "__import__", "vars", "globals"}
 DANGEROUS_ATTRS = {"__subclasses__", "__bases__", "__base__", "__mro__", "__globals__", "__builtins__",
@@ -66,7 +98,7 @@ TAMPER_MODULES = {"builtins", "unittest.mock", "mock", "sitecustomize"}
 SUSPICIOUS_MODULES = {"socket", "ssl", "urllib", "http", "requests", "httpx", "aiohttp", "ftplib", "smtplib",
                       "telnetlib", "subprocess", "signal", "resource", "sqlite3", "shutil",
                       "glob", "pty", "fcntl", "mmap", "psutil", "atexit", "pathlib", "tempfile",
-                      "asyncio", "webbrowser", "paramiko", "nbgrader", "jupyter_client", "zmq"}
+                      "webbrowser", "paramiko", "nbgrader", "jupyter_client", "zmq"}
 # starting another process: what runs there escapes the probe's op trace
 EVASION_ATTRS = {"fork", "forkpty", "posix_spawn", "posix_spawnp", "spawnl", "spawnv", "spawnve", "system", "popen",
                  "execv", "execve", "execl", "execlp", "execvp", "execvpe"}
@@ -176,11 +208,12 @@ def scan_notebook(nb, given=None, costly_until: int | None = None) -> list[Findi
     ``costly_until`` (code that only runs after the checked tests) become suspicious."""
     aliases = module_aliases(nb)
     findings: list[Finding] = []
-    for index, lines in student_lines(nb, given).items():
-        if lines is not None and not lines:
-            continue
+    mine = {i: lines for i, lines in student_lines(nb, given).items() if lines is None or lines}
+    writes = any(WRITES_FILES.search(nb.cells[i].source) for i in mine)
+    for index, lines in mine.items():
         cell = nb.cells[index]
-        for f in scan_source(cell.source, index, lines, aliases, answer_cell=is_answer_cell(cell)):
+        for f in scan_source(cell.source, index, lines, aliases, answer_cell=is_answer_cell(cell),
+                             writes_files=writes):
             if f.kind in COSTLY and costly_until is not None and index >= costly_until:
                 f = Finding("suspicious", f.rule, f.cell, f.line, f.code)
             findings.append(f)
@@ -210,7 +243,10 @@ def _parse(source: str) -> tuple[ast.AST | None, int, str | None]:
 
 
 def scan_source(source: str, cell: int, lines: set[int] | None, aliases: set[str],
-                answer_cell: bool = True) -> list[Finding]:
+                answer_cell: bool = True, writes_files: bool = True) -> list[Finding]:
+    """Findings in one cell.  ``writes_files``: the submission writes files somewhere
+    (then importing a module that is not installed is importing its own hidden code;
+    otherwise it is a plain mistake, recorded only)."""
     tree, offset, magic = _parse(source)
     src_lines = source.splitlines()
     findings: list[Finding] = []
@@ -229,11 +265,15 @@ def scan_source(source: str, cell: int, lines: set[int] | None, aliases: set[str
             findings.append(Finding(kind, rule, cell, n, text))
 
     if magic is not None and tree is None:
-        findings.append(Finding("suspicious", f"cell magic %%{magic}", cell, 1 + offset, f"%%{magic}"))
+        # the cell's body is not Python this reading can judge: a file written to be
+        # imported, a script in another language or interpreter hides what it does
+        kind = "evasion" if magic in HIDING_MAGICS else "suspicious"
+        findings.append(Finding(kind, f"cell magic %%{magic}", cell, 1 + offset, f"%%{magic}"))
         return findings
     for n, text in enumerate(src_lines, 1):
         if (lines is None or n in lines) and text.lstrip().startswith("!"):
-            findings.append(Finding("suspicious", "shell command", cell, n, text.strip()[:160]))
+            hides = HIDING_SHELL.search(text)
+            findings.append(Finding("evasion" if hides else "suspicious", "shell command", cell, n, text.strip()[:160]))
     if tree is None:
         return findings
     magic_lines = {n for n, t in enumerate(src_lines, 1) if t.lstrip().startswith(("%", "!"))}
@@ -250,13 +290,16 @@ def scan_source(source: str, cell: int, lines: set[int] | None, aliases: set[str
         return getattr(node, "lineno", 0) in defined
 
     called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    shells = _shell_names(tree)
 
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
-            _attribute(node, add, aliases, implementation(node), magic_lines, offset)
+            _attribute(node, add, aliases, implementation(node), magic_lines, offset, shells)
         elif isinstance(node, ast.Name):
             if node.id in INDIRECT and id(node) not in called:
                 add(node, "evasion", f"{node.id} used as a value")
+            if node.id in LOOKUPS and id(node) not in called:
+                add(node, "evasion", f"name-to-object lookup {node.id}")
             if node.id in DANGEROUS_NAMES:
                 add(node, "evasion", node.id)
             elif node.id in TAMPER_NAMES:
@@ -264,7 +307,7 @@ def scan_source(source: str, cell: int, lines: set[int] | None, aliases: set[str
         elif isinstance(node, ast.Call):
             _call(node, add, aliases)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            _import(node, add, implementation(node))
+            _import(node, add, implementation(node), writes_files)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             _string(node, add, implementation(node))
         elif isinstance(node, ast.ClassDef):
@@ -277,7 +320,7 @@ def scan_source(source: str, cell: int, lines: set[int] | None, aliases: set[str
         elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
             targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
             for target in targets:
-                _assignment_target(target, add, aliases)
+                _assignment_target(target, add, aliases | shells)
         elif isinstance(node, ast.While):
             if isinstance(node.test, ast.Constant) and node.test.value and not any(
                     isinstance(n, (ast.Break, ast.Return, ast.Raise)) for n in ast.walk(node)):
@@ -309,20 +352,45 @@ def _root(node) -> str | None:
     return None
 
 
-def _attribute(node, add, aliases, inside, magic_lines, offset) -> None:
+def _shell_names(tree) -> set[str]:
+    """Names bound to IPython's shell or to a way of getting it (``ip = get_ipython()``,
+    ``g = get_ipython``, ``shell = IPython.get_ipython()``), and their call forms."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and node.value is not None:
+            mentions = any((isinstance(n, ast.Name) and n.id in SHELL_GETTERS) or
+                           (isinstance(n, ast.Attribute) and n.attr in SHELL_GETTERS) or
+                           (isinstance(n, ast.Name) and n.id in names)
+                           for n in ast.walk(node.value))
+            if mentions:
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    for n in ast.walk(target):
+                        if isinstance(n, ast.Name):
+                            names.add(n.id)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "IPython":
+            names.update(a.asname or a.name for a in node.names if a.name in SHELL_GETTERS)
+    return names | {f"{n}()" for n in names}
+
+
+def _attribute(node, add, aliases, inside, magic_lines, offset, shells=frozenset()) -> None:
     attr, root = node.attr, _root(node.value)
     dotted = _dotted(node) or attr
     if NORM_RE.match(attr) and root not in ("self", "cls"):
         add(node, "delegation" if inside else "suspicious", dotted)
+    if attr in LOOKUPS and root not in ("self", "cls"):
+        add(node, "evasion", f"name-to-object lookup {dotted}")
     if attr in DANGEROUS_ATTRS:
         add(node, "evasion", dotted)
     elif attr.startswith("_") and not attr.startswith("__") and root not in ("self", "cls"):
         add(node, "evasion", f"private {dotted}")
     if root in ("torch",) and attr in EVASION_TORCH:
         add(node, "evasion", dotted)
-    if root == "get_ipython()" and attr in IPYTHON_TAMPER:
+    if (root == "get_ipython()" or root in shells) and attr in IPYTHON_TAMPER | IPYTHON_SPECIFIC:
         if node.lineno + offset not in magic_lines:
             add(node, "tamper", dotted)
+    elif attr in IPYTHON_SPECIFIC and root not in ("self", "cls"):
+        add(node, "tamper", dotted)
     if root == "sys" and attr in SYS_TAMPER:
         add(node, "tamper", dotted)
     if attr in SUSPICIOUS_ATTRS and root in aliases | {"Path()", "pathlib"}:
@@ -333,8 +401,26 @@ def _attribute(node, add, aliases, inside, magic_lines, offset) -> None:
 
 def _call(node, add, aliases) -> None:
     name = node.func.id if isinstance(node.func, ast.Name) else None
+    method = node.func.attr if isinstance(node.func, ast.Attribute) else None
     if name in EVASION_CALLS:
         add(node, "evasion", f"{name}()")
+    if name in LOOKUPS:
+        add(node, "evasion", f"name-to-object lookup {name}()")
+    if method in MAGIC_RUNNERS:
+        # %run, %load, %%writefile... as IPython turns them into calls (or written out by hand)
+        first = node.args[0] if node.args else None
+        magic = first.value.split()[0] if isinstance(first, ast.Constant) and isinstance(first.value, str) \
+            and first.value.split() else None
+        if method in ("run_line_magic", "run_cell_magic", "magic"):
+            if magic is None or magic.lstrip("%") in HIDING_MAGICS:
+                add(node, "evasion", f"magic %{magic.lstrip('%') if magic else '(computed)'}")
+        elif method in SHELL_RUNNERS:
+            # "!pip install" is ordinary; a shell that runs Python or writes files hides code
+            command = first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else None
+            if command is None or HIDING_SHELL.search(command):
+                add(node, "evasion", f"shell {command[:60] if command else '(computed)'}")
+        else:
+            add(node, "evasion", f"{method}()")
     if name == "type" and len(node.args) == 3:
         add(node, "evasion", "type() with three arguments")
     if name in ATTR_CALLS and len(node.args) >= 2 and _root(node.args[0]) not in ("self", "cls"):
@@ -351,16 +437,23 @@ def _call(node, add, aliases) -> None:
         pass  # computed paths: the sandbox decides, nothing to read here
 
 
-def _import(node, add, inside) -> None:
+def _import(node, add, inside, writes_files=True) -> None:
     if isinstance(node, ast.Import):
         modules = [a.name for a in node.names]
         names: list[str] = []
     else:
         modules = [node.module or ""]
         names = [a.name for a in node.names]
+    if isinstance(node, ast.ImportFrom) and node.level:
+        add(node, "evasion", f"relative import from {'.' * node.level}{node.module or ''}")
     for module in modules:
         parts = module.split(".")
         top = parts[0]
+        if top and not _installed(top):
+            if writes_files:
+                add(node, "evasion", f"import {module} (not installed: a module written by the submission)")
+            else:
+                add(node, "suspicious", f"import {module} (not installed)")
         if top in EVASION_MODULES or any(p.startswith("_") for p in parts) or (
                 top == "torch" and len(parts) > 1 and parts[1] in EVASION_TORCH):
             add(node, "evasion", f"import {module}")
@@ -377,6 +470,26 @@ def _import(node, add, inside) -> None:
             add(node, "evasion", f"from {modules[0]} import {name}")
         elif name in TAMPER_NAMES:
             add(node, "tamper", f"from {modules[0]} import {name}")
+
+
+_INSTALLED: dict[str, bool] = {}
+
+
+def _installed(top: str) -> bool:
+    """True when a top-level module of that name exists in the course's Python (not a
+    file the submission wrote next to itself).  Finding it runs no module code."""
+    if top not in _INSTALLED:
+        import importlib.machinery
+        import sys
+
+        paths = [p for p in sys.path if p not in ("", ".")]
+        try:
+            found = top in sys.builtin_module_names or top in sys.modules or \
+                importlib.machinery.PathFinder.find_spec(top, paths) is not None
+        except (ImportError, ValueError):
+            found = False
+        _INSTALLED[top] = found
+    return _INSTALLED[top]
 
 
 def _string(node, add, inside) -> None:

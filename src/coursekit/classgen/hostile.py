@@ -32,6 +32,7 @@ import nbformat
 
 from coursekit.classgen import Variant
 from coursekit.classgen import a1_batchnorm1d as a1
+from coursekit.classgen import hostile_delegation
 from coursekit.paths import CourseError
 
 ASSIGNMENT = "a1_batchnorm1d"
@@ -52,6 +53,9 @@ FLAGS = {
     "h04_ipython": {"tamper"}, "h05_forge": {"tamper"}, "h06_delegate": {"tamper"},
     "h08_loop": {"suspicious"}, "h10_kill": {"suspicious"}, "h11_network": {"suspicious"},
     "h12_patch_reference": {"tamper"},
+    # static evasion findings are logged as "tamper", the out-of-kernel verdicts too
+    "h13_thread_lookup": {"tamper"}, "h14_forge_answer": {"tamper"}, "h15_writefile": {"tamper"},
+    "h16_forked": {"tamper"},
 }
 
 
@@ -498,6 +502,19 @@ def variants(port: int = DEFAULT_PORT) -> list[Variant]:
                 {ANSWER: solution}, mutate=_insert_after_answer(NETWORK.replace("{port}", str(int(port))))),
         Variant("h12_patch_reference", "the reference layer computes the same mistake, its code relabelled "
                 "(reversed momentum)", {ANSWER: _reversed_momentum() + PATCH_REFERENCE}, fails=ALL),
+    ]
+    hidden = hostile_delegation.sources("MyBatchNorm1d")
+    corpus += [
+        Variant("h13_thread_lookup", "F.batch_norm found by pkgutil.resolve_name with a name built from character "
+                "codes, run in a new thread at every call", {ANSWER: hidden["RESOLVE_THREAD"]}, fails=ALL),
+        Variant("h14_forge_answer", "F.batch_norm by pydoc.locate in a worker thread; an aliased shell empties "
+                "the test cells, and in the re-check the answer file is rewritten",
+                {ANSWER: hidden["THREAD_LOOKUP"]}, fails=ALL, mutate=_insert_after_answer(hidden["FORGE_ANSWER"])),
+        Variant("h15_writefile", "the delegating helper (worker thread) written by %%writefile and imported",
+                {ANSWER: hidden["WRITEFILE_LAYER"]}, fails=ALL,
+                mutate=_insert_after_answer(hidden["WRITEFILE_HELPER"])),
+        Variant("h16_forked", "F.batch_norm computed in a forked process reached by a computed name",
+                {ANSWER: hidden["FORKED"]}, fails=ALL),
     ]
     for variant in corpus:
         variant.mutate = _both(_without_second_part, variant.mutate) if variant.mutate else _without_second_part

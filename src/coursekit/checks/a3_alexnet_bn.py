@@ -1,0 +1,148 @@
+"""Trusted checks of assignment 3: the student's ``train_one_epoch`` and ``evaluate``, out of the kernel.
+
+Here students must USE PyTorch's normalisation layers, so the child runs with
+the built-in kernels enabled (``guard_norm=False``); everything else of the
+re-check holds (fresh sandboxed child, processes refused, threads counted,
+answer channel held by the grader, inputs drawn from a per-submission seed).
+The probe (``a3_alexnet_bn_probe.py``) drives the two loops with small models
+and loaders built from those inputs; the references are the same probe run
+here on the loops as the notebook asks for them.
+
+Not re-checked out of the kernel (the kernel's hidden tests decide them):
+``test_features``, ``test_classifier``, ``test_alexnet_shape`` and
+``test_alexnet_freeze`` (the model's structure), the written answers, and the
+"loss goes down over 15 epochs" part of ``test_train_one_epoch``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from coursekit.checks import AssignmentChecks, Check, close, field_of, scenario_error
+
+PROBE = Path(__file__).with_name("a3_alexnet_bn_probe.py")
+
+
+def spec(seed: int) -> dict:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+
+    def data(n, d, classes, batch_size):
+        return {"d": d, "classes": classes, "batch_size": batch_size,
+                "x": torch.randn(n, d, generator=g).tolist(),
+                "y": torch.randint(0, classes, (n,), generator=g).tolist(),
+                "weight": (0.3 * torch.randn(classes, d, generator=g)).tolist(),
+                "bias": (0.1 * torch.randn(classes, generator=g)).tolist()}
+
+    # the last batch is smaller: averages must be per sample
+    return {"train": {**data(50, 12, 3, 16), "lr": 0.05},
+            "evaluate": {**data(42, 10, 4, 16), "running_mean": 0.3, "running_var": 2.0}}
+
+
+def _reference_train(model, loader, optimizer, criterion, device):
+    model.train()
+    total, correct, seen = 0.0, 0, 0
+    for x, y in loader:
+        optimizer.zero_grad()
+        logits = model(x)
+        loss = criterion(logits, y)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * y.size(0)
+        correct += (logits.argmax(dim=1) == y).sum().item()
+        seen += y.size(0)
+    return total / seen, correct / seen
+
+
+def _reference_evaluate(model, loader, criterion, device):
+    import torch
+
+    model.eval()
+    total, correct, seen = 0.0, 0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            logits = model(x)
+            total += criterion(logits, y).item() * y.size(0)
+            correct += (logits.argmax(dim=1) == y).sum().item()
+            seen += y.size(0)
+    return total / seen, correct / seen
+
+
+def reference(spec: dict) -> dict:
+    import runpy
+
+    import torch
+
+    probe = runpy.run_path(str(PROBE))
+    target = {"train_one_epoch": _reference_train, "evaluate": _reference_evaluate}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {name: {"error": None, **scenario(target, torch, spec[name])}
+                for name, scenario in probe["SCENARIOS"].items()}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(student, ref) -> str | None:
+    error = scenario_error(student, "train")
+    if error:
+        return error
+    got, want = student["train"], ref["train"]
+    log = field_of(got, "log")
+    if not isinstance(log, list) or len(log) != len(want["log"]):
+        return f"el model s'ha cridat {len(log) if isinstance(log, list) else '?'} vegades; s'esperaven {len(want['log'])}"
+    if log != want["log"]:
+        return "cal model.train() i calcular gradients a cada lot"
+    grads = field_of(got, "grads")
+    if not isinstance(grads, list) or len(grads) != len(want["grads"]):
+        return "cal un optimizer.step() per lot"
+    for step, (g, w) in enumerate(zip(grads, want["grads"])):
+        if close(g, w, 1e-5, 1e-4):
+            return (f"el gradient del pas {step + 1} no és el del seu lot: falta optimizer.zero_grad(), "
+                    "o la pèrdua no és CrossEntropyLoss sobre els logits")
+    for key in ("loss", "acc"):
+        detail = close(field_of(got, "result", key), want["result"][key], 1e-5, 1e-5)
+        if detail:
+            return f"{'la pèrdua' if key == 'loss' else 'l’exactitud'} retornada no és la mitjana per mostra ({detail})"
+    if close(field_of(got, "weight"), want["weight"], 1e-5, 1e-4):
+        return "els pesos finals no són els esperats després d'un pas d'SGD per lot"
+    return None
+
+
+def _evaluate(student, ref) -> str | None:
+    error = scenario_error(student, "evaluate")
+    if error:
+        return error
+    got, want = student["evaluate"], ref["evaluate"]
+    log = field_of(got, "log")
+    if not isinstance(log, list) or not log or any(entry != [False, False] for entry in log):
+        return "cal model.eval() i torch.no_grad() en avaluar"
+    for key in ("running_mean", "running_var"):
+        if close(field_of(got, key), want[key], 0.0, 0.0):
+            return "avaluar no pot modificar les estadístiques de BatchNorm"
+    if field_of(got, "grads") != [False] * len(want["grads"]) or close(field_of(got, "weight"), want["weight"], 0.0, 0.0):
+        return "avaluar no ha de deixar gradients ni modificar els pesos"
+    for key in ("loss", "acc"):
+        detail = close(field_of(got, "result", key), want["result"][key], 1e-5, 1e-5)
+        if detail:
+            return f"{'la pèrdua' if key == 'loss' else 'l’exactitud'} retornada no és la mitjana per mostra ({detail})"
+    if field_of(got, "again") != field_of(got, "result"):
+        return "dues avaluacions seguides han de donar el mateix resultat"
+    return None
+
+
+CHECKS = AssignmentChecks(
+    assignment="a3_alexnet_bn",
+    target=["train_one_epoch", "evaluate"],
+    probe_file=PROBE,
+    spec=spec,
+    reference=reference,
+    notebook="alexnet_bn",
+    guard_norm=False,
+    checks=[
+        # implementation=False: here delegating to nn.BatchNorm is the exercise, not a fault
+        Check("test_train_one_epoch", "train_one_epoch", _train, implementation=False),
+        Check("test_evaluate", "evaluate", _evaluate, implementation=False),
+    ],
+)
