@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import importlib
 import re
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -59,6 +60,35 @@ def solution_source(course: Course, assignment: str, grade_id: str, notebook: st
     """The instructor's solution of an answer cell, markers removed: the base of most variants."""
     path = _notebook_path(course.source, assignment, notebook)
     return SOLUTION_RE.sub("", cell_by_grade_id(read_notebook(path), grade_id).source)
+
+
+def catalogue_course(assignment: str) -> Course:
+    """The course whose source/ an assignment's catalogue is built from: the repository this package
+    lives in, or else the current directory."""
+    here = Path(__file__).resolve().parents[3]
+    for root in (here, Path.cwd()):
+        if (root / "nbgrader_config.py").is_file() and (root / "source" / assignment).is_dir():
+            return Course(root)
+    raise CourseError(f"source/{assignment} not found (looked in {here} and {Path.cwd()}): "
+                      "run from the course root")
+
+
+@lru_cache(maxsize=None)
+def catalogue_solution(assignment: str, grade_id: str) -> str:
+    """The instructor's solution of an answer cell (markers removed), read once per run."""
+    return solution_source(catalogue_course(assignment), assignment, grade_id)
+
+
+def edit_solution(assignment: str, grade_id: str, *pairs: tuple[str, str]) -> str:
+    """The solution of an answer cell with each ``old`` text replaced by ``new``; each ``old`` must occur
+    exactly once, so that a changed solution breaks the catalogue loudly instead of silently."""
+    src = catalogue_solution(assignment, grade_id)
+    for old, new in pairs:
+        if src.count(old) != 1:
+            raise CourseError(f"classgen {assignment}: expected exactly one {old.strip()!r} in the solution of "
+                              f"{grade_id} (found {src.count(old)}); update src/coursekit/classgen/{assignment}.py")
+        src = src.replace(old, new)
+    return src
 
 
 def _notebook_path(folder: Path, assignment: str, notebook: str | None) -> Path:

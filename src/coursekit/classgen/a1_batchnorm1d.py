@@ -14,10 +14,9 @@ and ``n = ...`` lines of the solution around them).
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
-from coursekit.classgen import Variant, delegation, solution_source
-from coursekit.paths import Course, CourseError
+from coursekit.classgen import catalogue_course, edit_solution, Variant, delegation, solution_source
+from coursekit.paths import Course
 
 ASSIGNMENT = "a1_batchnorm1d"
 ANSWER = "bn1d_impl"
@@ -40,14 +39,7 @@ EVAL_X_HAT = I + "x_hat = (x - self.running_mean) / torch.sqrt(self.running_var 
 
 
 def _course() -> Course:
-    """The course whose source/ the variants are built from: the repository this package lives in,
-    or else the current directory."""
-    here = Path(__file__).resolve().parents[3]
-    for root in (here, Path.cwd()):
-        if (root / "nbgrader_config.py").is_file() and (root / "source" / ASSIGNMENT).is_dir():
-            return Course(root)
-    raise CourseError(f"source/{ASSIGNMENT} not found (looked in {here} and {Path.cwd()}): "
-                      "run from the course root")
+    return catalogue_course(ASSIGNMENT)
 
 
 @lru_cache(maxsize=1)
@@ -57,13 +49,7 @@ def solution() -> str:
 
 def edit(*pairs: tuple[str, str]) -> str:
     """The solution with each ``old`` text replaced by ``new``; each ``old`` must occur exactly once."""
-    src = solution()
-    for old, new in pairs:
-        if src.count(old) != 1:
-            raise CourseError(f"classgen {ASSIGNMENT}: expected exactly one {old.strip()!r} in the solution of "
-                              f"{ANSWER} (found {src.count(old)}); update src/coursekit/classgen/{ASSIGNMENT}.py")
-        src = src.replace(old, new)
-    return src
+    return edit_solution(ASSIGNMENT, ANSWER, *pairs)
 
 
 # -- correct implementations written differently ---------------------------------------------------------

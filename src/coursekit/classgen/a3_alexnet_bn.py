@@ -17,10 +17,9 @@ answers ``answer_comparison``, ``answer_learning_rate``, ``answer_activations``,
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
-from coursekit.classgen import Variant, solution_source
-from coursekit.paths import Course, CourseError
+from coursekit.classgen import catalogue_course, edit_solution, Variant, solution_source
+from coursekit.paths import Course
 
 ASSIGNMENT = "a3_alexnet_bn"
 CODE_ANSWERS = ("build_features", "build_classifier", "build_alexnet", "train_one_epoch", "evaluate")
@@ -32,14 +31,7 @@ TESTS = ("test_features", "test_classifier", "test_alexnet_shape", "test_alexnet
 
 
 def _course() -> Course:
-    """The course whose source/ the variants are built from: the repository this package lives in,
-    or else the current directory."""
-    here = Path(__file__).resolve().parents[3]
-    for root in (here, Path.cwd()):
-        if (root / "nbgrader_config.py").is_file() and (root / "source" / ASSIGNMENT).is_dir():
-            return Course(root)
-    raise CourseError(f"source/{ASSIGNMENT} not found (looked in {here} and {Path.cwd()}): "
-                      "run from the course root")
+    return catalogue_course(ASSIGNMENT)
 
 
 @lru_cache(maxsize=None)
@@ -49,13 +41,7 @@ def solution(grade_id: str) -> str:
 
 def edit(grade_id: str, *pairs: tuple[str, str]) -> str:
     """The solution of one answer cell with each ``old`` replaced by ``new``; each ``old`` must occur once."""
-    src = solution(grade_id)
-    for old, new in pairs:
-        if src.count(old) != 1:
-            raise CourseError(f"classgen {ASSIGNMENT}: expected exactly one {old.strip()!r} in the solution of "
-                              f"{grade_id} (found {src.count(old)}); update src/coursekit/classgen/{ASSIGNMENT}.py")
-        src = src.replace(old, new)
-    return src
+    return edit_solution(ASSIGNMENT, grade_id, *pairs)
 
 
 WRITTEN = {

@@ -16,9 +16,8 @@ mistake is still checked cell by cell, and the class stays small.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
-from coursekit.classgen import Variant, solution_source
+from coursekit.classgen import catalogue_course, edit_solution, Variant, solution_source
 from coursekit.paths import Course, CourseError
 
 ASSIGNMENT = "a4_hyperparameters"
@@ -53,13 +52,7 @@ H_EPOCHS = J + "epochs *= eta\n"
 
 
 def _course() -> Course:
-    """The course whose source/ the variants are built from: the repository this package lives in,
-    or else the current directory."""
-    here = Path(__file__).resolve().parents[3]
-    for root in (here, Path.cwd()):
-        if (root / "nbgrader_config.py").is_file() and (root / "source" / ASSIGNMENT).is_dir():
-            return Course(root)
-    raise CourseError(f"source/{ASSIGNMENT} not found (looked in {here} and {Path.cwd()}): run from the course root")
+    return catalogue_course(ASSIGNMENT)
 
 
 @lru_cache(maxsize=8)
@@ -69,13 +62,7 @@ def solution(cell: str) -> str:
 
 def edit(cell: str, *pairs: tuple[str, str]) -> str:
     """The solution of ``cell`` with each ``old`` text replaced by ``new``; each ``old`` must occur once."""
-    src = solution(cell)
-    for old, new in pairs:
-        if src.count(old) != 1:
-            raise CourseError(f"classgen {ASSIGNMENT}: expected exactly one {old.strip()!r} in the solution of "
-                              f"{cell} (found {src.count(old)}); update src/coursekit/classgen/{ASSIGNMENT}.py")
-        src = src.replace(old, new)
-    return src
+    return edit_solution(ASSIGNMENT, cell, *pairs)
 
 
 def body(cell: str, new_body: str) -> str:

@@ -21,10 +21,9 @@ Answer cells: ``build_block`` (BasicBlock), ``build_resnet`` (make_resnet18),
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
-from coursekit.classgen import Variant, solution_source
-from coursekit.paths import Course, CourseError
+from coursekit.classgen import catalogue_course, edit_solution, Variant, solution_source
+from coursekit.paths import Course
 
 ASSIGNMENT = "a5_modern_architectures"
 CODE_ANSWERS = ("build_block", "build_resnet", "fold_bn", "fold_resnet", "freeze_bn")
@@ -36,14 +35,7 @@ TESTS = ("test_block_structure", "test_block_torchvision", "test_zero_init", "te
 
 
 def _course() -> Course:
-    """The course whose source/ the variants are built from: the repository this package lives in,
-    or else the current directory."""
-    here = Path(__file__).resolve().parents[3]
-    for root in (here, Path.cwd()):
-        if (root / "nbgrader_config.py").is_file() and (root / "source" / ASSIGNMENT).is_dir():
-            return Course(root)
-    raise CourseError(f"source/{ASSIGNMENT} not found (looked in {here} and {Path.cwd()}): "
-                      "run from the course root")
+    return catalogue_course(ASSIGNMENT)
 
 
 @lru_cache(maxsize=None)
@@ -53,13 +45,7 @@ def solution(grade_id: str) -> str:
 
 def edit(grade_id: str, *pairs: tuple[str, str]) -> str:
     """The solution of one answer cell with each ``old`` replaced by ``new``; each ``old`` must occur once."""
-    src = solution(grade_id)
-    for old, new in pairs:
-        if src.count(old) != 1:
-            raise CourseError(f"classgen {ASSIGNMENT}: expected exactly one {old.strip()!r} in the solution of "
-                              f"{grade_id} (found {src.count(old)}); update src/coursekit/classgen/{ASSIGNMENT}.py")
-        src = src.replace(old, new)
-    return src
+    return edit_solution(ASSIGNMENT, grade_id, *pairs)
 
 
 WRITTEN = {
