@@ -437,3 +437,11 @@ def test_scan_an_import_that_fails_is_a_mistake_unless_the_submission_writes_mod
     written = "import bn_helpers_not_installed (not installed: a module written by the submission)"
     assert ("evasion", written) in scanned("%%writefile bn_helpers_not_installed.py\nx = 1\n", missing)
     assert ("evasion", written) in scanned("open('bn_helpers_not_installed.py', 'w').write(src)\n", missing)
+
+
+def test_shell_escapes_of_an_honest_notebook_do_not_make_it_untrusted():
+    """`!nvidia-smi` and `files = !ls` (Colab habits) are skipped in the re-check, not refused as processes."""
+    solution = next(v for v in catalogue.VARIANTS if v.student == "solution")
+    cells = ["!nvidia-smi\nfiles = !ls"] + _cells_before_tests(solution)
+    verdicts, notes = TrustedChecks().verdicts(a1checks.CHECKS, cells, [])
+    assert all(reason is None for reason in verdicts.values()), (verdicts, notes)

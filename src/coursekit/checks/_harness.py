@@ -294,6 +294,11 @@ def main(request):
         guard_norm = request.get("guard_norm", True)
         guarded = _disable_norm_kernels(torch) > 0 and _guard_works(torch) if guard_norm else None
         _preload()
+        # Shell escapes (`!nvidia-smi`, `files = !ls`, common in Colab notebooks) become no-ops here: the
+        # re-check needs the student's Python definitions, not their shell commands, and a refused process
+        # would otherwise make an honest submission untrusted.  Code that calls subprocess itself still counts.
+        shell.system = lambda *args, **kwargs: None
+        shell.getoutput = lambda *args, **kwargs: []
         spawned = []
         threads_before = _threads()
         _install_audit(spawned)

@@ -29,7 +29,10 @@ MARKER = "ckxss"
 FILES_LEFT = 20_000 + 500 + 1   # what r02_files leaves in its working copy
 MESSAGES_SENT = 150_000         # empty display messages of r03_messages
 
-AT_MOST = {"r04_processes"}     # a kernel at its own process limit may fail its own tests
+# r04: a kernel at its own process limit may fail its own tests.  honest_forks: code that starts a process
+# itself makes the out-of-kernel re-check untrusted (processes are refused there, so a delegation cannot hide
+# in one), which costs the implementation's points; what this variant proves is that the class is unaffected.
+AT_MOST = {"r04_processes", "honest_forks"}
 FLAGS = {"r02_files": {"sandbox_removed_files"}}
 
 # ------------------------------------------------------------------ markup
