@@ -13,7 +13,7 @@ run write files of the **real formats and shapes** instead:
   (see ``fullmode_site/sitecustomize.py``).
 - Fashion-MNIST: ``<root>/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``,
   the big-endian IDX files torchvision parses (no checksum is checked on these).
-- AlexNet ``IMAGENET1K_V1``: a state_dict of torchvision's AlexNet (random
+- AlexNet and ResNet-18 ``IMAGENET1K_V1`` (``PRETRAINED``): a state_dict of the torchvision model (random
   weights) saved in ``<torch_home>/hub/checkpoints/`` under the file name of the
   weights' URL: ``torch.hub.load_state_dict_from_url`` loads a cached file without
   downloading it and without checking its hash.
@@ -85,26 +85,40 @@ def write_fashion_mnist(root: Path, train: int = FASHION_TRAIN, test: int = FASH
         _write_idx(raw / f"{prefix}-labels-idx1-ubyte", _balanced_labels(n, 10, rng).astype(np.uint8))
 
 
-def alexnet_checkpoint_path(torch_home: Path) -> Path:
-    """Where torch.hub looks for AlexNet_Weights.IMAGENET1K_V1 before downloading it."""
+# (torchvision builder, weights enum member) of every pretrained model a notebook loads in full mode
+PRETRAINED = (("alexnet", "AlexNet_Weights"), ("resnet18", "ResNet18_Weights"))
+
+
+def checkpoint_path(torch_home: Path, weights_enum: str = "AlexNet_Weights") -> Path:
+    """Where torch.hub looks for ``<weights_enum>.IMAGENET1K_V1`` before downloading it."""
     from urllib.parse import urlparse
 
-    from torchvision.models import AlexNet_Weights
+    import torchvision.models
 
-    name = Path(urlparse(AlexNet_Weights.IMAGENET1K_V1.url).path).name
-    return Path(torch_home) / "hub" / "checkpoints" / name
+    url = getattr(torchvision.models, weights_enum).IMAGENET1K_V1.url
+    return Path(torch_home) / "hub" / "checkpoints" / Path(urlparse(url).path).name
+
+
+def alexnet_checkpoint_path(torch_home: Path) -> Path:
+    """Where torch.hub looks for AlexNet_Weights.IMAGENET1K_V1 before downloading it."""
+    return checkpoint_path(torch_home, "AlexNet_Weights")
+
+
+def write_pretrained_weights(torch_home: Path, builder: str, weights_enum: str, seed: int = 0) -> Path:
+    """Save a random state_dict of ``torchvision.models.<builder>`` where the weights API finds it in its cache."""
+    import torch
+    import torchvision
+
+    path = checkpoint_path(torch_home, weights_enum)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    torch.save(getattr(torchvision.models, builder)(weights=None).state_dict(), path)
+    return path
 
 
 def write_alexnet_weights(torch_home: Path, seed: int = 0) -> Path:
     """Save a random AlexNet state_dict where the weights API will find it in its cache."""
-    import torch
-    import torchvision
-
-    path = alexnet_checkpoint_path(torch_home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    torch.save(torchvision.models.alexnet(weights=None).state_dict(), path)
-    return path
+    return write_pretrained_weights(torch_home, "alexnet", "AlexNet_Weights", seed)
 
 
 def write_all(data_root: Path, torch_home: Path, cifar_per_batch: int = CIFAR10_TRAIN_PER_BATCH,
@@ -112,5 +126,6 @@ def write_all(data_root: Path, torch_home: Path, cifar_per_batch: int = CIFAR10_
     """Every stand-in; returns the CIFAR-10 MD5s the kernel must accept."""
     md5 = write_cifar10(data_root, cifar_per_batch)
     write_fashion_mnist(data_root, *fashion_sizes)
-    write_alexnet_weights(torch_home)
+    for builder, weights_enum in PRETRAINED:
+        write_pretrained_weights(torch_home, builder, weights_enum)
     return md5
