@@ -125,6 +125,9 @@ FULL_PATH_MARKS = {
     "a2_batchnorm2d": ["Mode: complet", "batch 2:", "batch 128:"],
     "a3_alexnet_bn": ["Mode: complet", "dataset: cifar10", "entrenament: 15000 · validació: 5000 · test: 10000",
                       "congelada + BN:", "configuració triada amb la validació"],
+    # A4 and A5: the shared setup's full-mode banner; that the whole notebook ran without error is checked too
+    "a4_hyperparameters": ["Mode: complet"],
+    "a5_modern_architectures": ["Mode: complet"],
 }
 
 
