@@ -1,4 +1,4 @@
-"""The kernel sandbox (issue 6, item 1) and its warm start (issue 5, item 6).
+"""The kernel sandbox and its warm start.
 
 Real kernels, started through nbclient with ``SandboxKernelManager``, probe
 their own sandbox from inside: a scratch course has a fake source/, gradebook,

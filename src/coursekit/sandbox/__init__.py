@@ -1,4 +1,4 @@
-"""Isolation of the kernel that runs student code (issue 6), and its fast start.
+"""Isolation of the kernel that runs student code, and its fast start.
 
 Every kernel that executes a submission -- plain ``nbgrader autograde`` in the
 course root (``SandboxExecute`` in ``nbconfig``), ``coursekit grade``, the
