@@ -8,6 +8,7 @@ student would run it in Colab, and the self-check's printed summary is read back
 from __future__ import annotations
 
 import ast
+import json
 import copy
 import os
 import subprocess
@@ -89,10 +90,13 @@ def executed(tmp_path_factory):
 
 
 def test_every_release_opens_with_the_guide_and_ends_with_the_self_check():
-    before = (REPO / "notebooks" / student_guide.BEFORE_FILE).read_text(encoding="utf-8").strip("\n")
+    template = (REPO / "notebooks" / student_guide.BEFORE_FILE).read_text(encoding="utf-8").strip("\n")
+    times = json.loads((REPO / "notebooks" / student_guide.TIMES_FILE).read_text(encoding="utf-8"))
     handin = (REPO / "notebooks" / student_guide.HANDIN_FILE).read_text(encoding="utf-8").strip("\n")
     for assignment in ASSIGNMENTS:
         nb = _release(assignment)
+        before = template.replace(student_guide.TIMES_PLACEHOLDER,
+                                  student_guide.time_line(times, assignment)).rstrip("\n")
         assert _role(nb.cells[0]) == "colab-badge"
         assert _role(nb.cells[1]) == student_guide.ROLE_BEFORE and nb.cells[1].source == before
         assert "Drive" in before and "GPU" in before
@@ -104,6 +108,19 @@ def test_every_release_opens_with_the_guide_and_ends_with_the_self_check():
         for grade_id in _visible_tests(nb):
             assert f'"{grade_id}"' in check.source, (assignment, grade_id)
         assert "HIDDEN" not in check.source and "BEGIN SOLUTION" not in check.source
+
+
+def test_every_release_states_its_measured_full_mode_time():
+    """The run time a release states is the one measured (``coursekit time-full-mode`` on a GPU machine)."""
+    times = json.loads((REPO / "notebooks" / student_guide.TIMES_FILE).read_text(encoding="utf-8"))
+    assert times["machine"]["gpu"], "the stated times must come from a run on a GPU"
+    assert "one epoch per training" in times["kind"] or times["kind"] == "full size"
+    for assignment in ASSIGNMENTS:
+        entry = times["notebooks"][assignment]
+        assert "error" not in entry, f"{assignment}: the measured run failed"
+        minutes = student_guide.full_mode_minutes(times, assignment)
+        assert minutes * 60 >= entry.get("estimated_seconds", entry["seconds"])
+        assert f"**{minutes} minut" in _release(assignment).cells[1].source, assignment
 
 
 def test_blank_release_names_every_missing_part_without_a_traceback(executed):

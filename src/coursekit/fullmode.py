@@ -13,7 +13,12 @@ Two uses, one machinery:
   few batches.
 - **Timing** (``coursekit time-full-mode``): the same run without the caps, at
   full size, recording the wall time of every notebook and section into JSON
-  and Markdown.  Meant for a GPU machine; on a CPU it takes hours.
+  and Markdown.  Meant for a GPU machine; on a CPU it takes hours.  With
+  ``--one-epoch-per-fit`` every training runs one whole epoch (all batches) and
+  ``fit`` logs how many epochs it was asked for (``COURSE_TIMING_LOG``); the
+  report then gives, per notebook, the measured time and the estimate for the
+  whole run (each missing epoch counted at the measured epoch's time, which
+  includes the first epoch's warm-up, so the estimate errs long).
 
 The data root (the kernel's working directory holds ``data/``), torch.hub's
 cache (``TORCH_HOME``), the caps and the network guard are set only here, in the
@@ -58,10 +63,14 @@ def prepare_standins(workdir: Path) -> dict[str, str]:
 
 
 def kernel_env(workdir: Path, cifar_md5: dict[str, str], rehearsal: bool,
-               batches: int = REHEARSAL_BATCHES, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a full-mode kernel: full mode, stand-ins, no network, caps if ``rehearsal``."""
+               batches: int = REHEARSAL_BATCHES, base: dict[str, str] | None = None,
+               one_epoch_per_fit: bool = False) -> dict[str, str]:
+    """The environment of a full-mode kernel: full mode, stand-ins, no network, caps if ``rehearsal``.
+
+    ``one_epoch_per_fit`` (timing only): every ``fit`` runs one epoch over all batches.
+    """
     env = dict(os.environ if base is None else base)
-    for name in ("NBGRADER_EXECUTION", "COURSE_REHEARSAL", "COURSE_REHEARSAL_BATCHES"):
+    for name in ("NBGRADER_EXECUTION", "COURSE_REHEARSAL", "COURSE_REHEARSAL_BATCHES", "COURSE_TIMING_LOG"):
         env.pop(name, None)
     env["COURSE_MODE"] = "full"
     env["TORCH_HOME"] = str(workdir / "torch_home")
@@ -71,7 +80,25 @@ def kernel_env(workdir: Path, cifar_md5: dict[str, str], rehearsal: bool,
     if rehearsal:
         env["COURSE_REHEARSAL"] = "1"
         env["COURSE_REHEARSAL_BATCHES"] = str(batches)
+    elif one_epoch_per_fit:
+        env["COURSE_REHEARSAL"] = "1"
     return env
+
+
+def estimate_from_fits(measured: float, fits: list[dict]) -> float:
+    """The whole run's time: ``measured`` plus, for each fit cut short, its missing epochs at its epoch time."""
+    extra = 0.0
+    for fit in fits:
+        seconds = fit.get("epoch_seconds") or []
+        if seconds:
+            extra += max(fit["epochs_requested"] - len(seconds), 0) * (sum(seconds) / len(seconds))
+    return measured + extra
+
+
+def read_fits(log: Path) -> list[dict]:
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
 class NotebookFailed(Exception):
@@ -154,8 +181,12 @@ def section_times(nb) -> list[dict]:
 
 
 def run_all(course: Course, rehearsal: bool, only: list[str] | None = None, cell_timeout: int = 900,
-            workdir: Path | None = None, save_dir: Path | None = None) -> dict:
+            workdir: Path | None = None, save_dir: Path | None = None, one_epoch_per_fit: bool = False,
+            after_each=None) -> dict:
     """Run the notebooks in full mode (capped if ``rehearsal``); return the timings.
+
+    ``after_each(result)`` is called after every notebook, so a caller can save partial results
+    (a machine lent for a limited time may be taken back before the last notebook ends).
 
     With ``save_dir``, every executed notebook (outputs and plots) is written there as ``<assignment>.ipynb``.
     """
@@ -171,14 +202,19 @@ def run_all(course: Course, rehearsal: bool, only: list[str] | None = None, cell
         start = time.perf_counter()
         md5 = prepare_standins(workdir)
         result = {
-            "kind": "rehearsal (epochs and batches capped)" if rehearsal else "full size",
+            "kind": ("rehearsal (epochs and batches capped)" if rehearsal else
+                     "full size, one epoch per training (whole run estimated)" if one_epoch_per_fit else
+                     "full size"),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": _machine(),
             "standins_seconds": round(time.perf_counter() - start, 1),
             "notebooks": {},
         }
-        env = kernel_env(workdir, md5, rehearsal)
+        env = kernel_env(workdir, md5, rehearsal, one_epoch_per_fit=one_epoch_per_fit)
         for assignment, path in notebooks.items():
+            log = workdir / f"fits-{assignment}.jsonl"
+            if one_epoch_per_fit:
+                env["COURSE_TIMING_LOG"] = str(log)
             print(f"{assignment}: running {path.name} in full mode{' (rehearsal caps)' if rehearsal else ''}...",
                   flush=True)
             start = time.perf_counter()
@@ -188,13 +224,21 @@ def run_all(course: Course, rehearsal: bool, only: list[str] | None = None, cell
                 # the other notebooks still run: a machine lent for the measurement is not wasted
                 result["notebooks"][assignment] = {"notebook": path.name, "error": str(e)[-4000:]}
                 print(f"{assignment}: FAILED\n{e}", flush=True)
+                if after_each:
+                    after_each(result)
                 continue
             total = round(time.perf_counter() - start, 1)
             result["notebooks"][assignment] = {"notebook": path.name, "seconds": total, "sections": section_times(nb)}
+            if one_epoch_per_fit:
+                fits = read_fits(log)
+                result["notebooks"][assignment]["fits"] = fits
+                result["notebooks"][assignment]["estimated_seconds"] = round(estimate_from_fits(total, fits), 1)
             if save_dir is not None:
                 Path(save_dir).mkdir(parents=True, exist_ok=True)
                 nbformat.write(nb, str(Path(save_dir) / f"{assignment}.ipynb"))
             print(f"{assignment}: {total:.1f} s", flush=True)
+            if after_each:
+                after_each(result)
         return result
     finally:
         if own_dir:
@@ -205,7 +249,8 @@ def _machine() -> dict:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"gpu": gpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"gpu": gpu, "cpu_count": cpus, "platform": platform.platform(),
             "torch": torch.__version__}
 
 
@@ -220,6 +265,8 @@ def markdown(result: dict) -> str:
             lines.append(f"| **{assignment}** | **failed** (see the JSON) | |")
             continue
         lines.append(f"| **{assignment}** | **total** | **{entry['seconds']:.0f}** |")
+        if "estimated_seconds" in entry:
+            lines.append(f"| | **estimated, all epochs** | **{entry['estimated_seconds']:.0f}** |")
         for s in entry["sections"]:
             lines.append(f"| | {s['section'].replace('|', '/')} | {s['seconds']:.1f} |")
     return "\n".join(lines) + "\n"
@@ -231,6 +278,8 @@ def add_arguments(parser) -> None:
                         "default reports/full_mode_rehearsal.json or reports/full_mode_times.json")
     parser.add_argument("--save-notebooks", default=None, metavar="DIR",
                         help="write the executed notebooks (outputs, plots) to DIR/<assignment>.ipynb")
+    parser.add_argument("--one-epoch-per-fit", action="store_true",
+                        help="timing only: each training runs one whole epoch; the full run's time is estimated")
     parser.add_argument("--cell-timeout", type=int, default=None,
                         help="seconds one cell may run (default: 900 rehearsing, 21600 timing)")
 
@@ -238,17 +287,23 @@ def add_arguments(parser) -> None:
 def _run(args, rehearsal: bool) -> int:
     course = Course.at(args.course)
     timeout = args.cell_timeout or (900 if rehearsal else 6 * 3600)
-    try:
-        result = run_all(course, rehearsal, args.assignments or None, timeout,
-                         save_dir=Path(args.save_notebooks) if args.save_notebooks else None)
-    except CourseError as e:
-        print(f"error: {e}")
-        return 2
     out = Path(args.out) if args.out else course.reports / ("full_mode_rehearsal.json" if rehearsal
                                                             else "full_mode_times.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
+
+    def save(result):
+        out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        out.with_suffix(".md").write_text(markdown(result))
+
+    try:
+        result = run_all(course, rehearsal, args.assignments or None, timeout,
+                         save_dir=Path(args.save_notebooks) if args.save_notebooks else None,
+                         one_epoch_per_fit=getattr(args, "one_epoch_per_fit", False) and not rehearsal,
+                         after_each=save)
+    except CourseError as e:
+        print(f"error: {e}")
+        return 2
+    save(result)
     print(markdown(result))
     print(f"written: {out} and {out.with_suffix('.md')}")
     return 1 if any("error" in entry for entry in result["notebooks"].values()) else 0

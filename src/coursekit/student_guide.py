@@ -6,7 +6,9 @@ hidden tests).  It adds to each release notebook:
 
 - right after the Colab badge, the "before you start" text (save a copy to
   Drive, pick a GPU runtime, what to do after a disconnect), read from
-  ``notebooks/abans_de_comencar.md``;
+  ``notebooks/abans_de_comencar.md``; its ``{temps_mode_complet}`` line says
+  how long that notebook's full mode took when measured on a GPU machine
+  (``notebooks/full_mode_times.json``, written by ``coursekit time-full-mode``);
 - at the end, the "self-check and hand-in" text (``notebooks/comprovacio_i_entrega.md``)
   and a self-check code cell.  The self-check re-runs the *visible* part of
   every autograded test cell of that release notebook, each in a copy of the
@@ -27,6 +29,7 @@ it reveals no hidden test.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import nbformat
@@ -38,6 +41,8 @@ ROLE_BEFORE = "abans-de-comencar"
 ROLE_HANDIN_TEXT = "comprovacio-i-entrega"
 ROLE_SELF_CHECK = "comprovacio-final"
 BEFORE_FILE = "abans_de_comencar.md"
+TIMES_FILE = "full_mode_times.json"
+TIMES_PLACEHOLDER = "{temps_mode_complet}"
 HANDIN_FILE = "comprovacio_i_entrega.md"
 
 # The self-check's code, after the table of parts.  Kept small and without
@@ -133,6 +138,27 @@ def self_check_source(nb) -> str:
     return "\n".join(lines) + "\n" + _RUNNER.rstrip("\n")
 
 
+def full_mode_minutes(times: dict, assignment: str) -> int | None:
+    """Whole minutes (rounded up) that ``assignment``'s full mode took in the measurement, if it was measured."""
+    entry = times.get("notebooks", {}).get(assignment, {})
+    seconds = entry.get("estimated_seconds", entry.get("seconds"))
+    return None if seconds is None or "error" in entry else max(1, math.ceil(seconds / 60))
+
+
+def time_line(times: dict, assignment: str) -> str:
+    """The "how long it takes" item of the before-you-start text (empty if the notebook was never measured)."""
+    minutes = full_mode_minutes(times, assignment)
+    if minutes is None:
+        return ""
+    machine = times.get("machine", {})
+    gpu = str(machine.get("gpu") or "GPU").replace("NVIDIA ", "")
+    cpus = machine.get("cpu_count")
+    where = f"una GPU {gpu} amb {cpus} nuclis de CPU, com els de Colab" if cpus else f"una GPU {gpu}"
+    return (f"6. **Quant triga.** En mode complet, executar aquest quadern sencer va trigar uns "
+            f"**{minutes} minut{'s' if minutes != 1 else ''}** en {where} (sense comptar la baixada de "
+            "les dades). La GPU T4 gratuïta de Colab és més lenta: compta-hi més temps.")
+
+
 def _role(cell) -> str | None:
     return cell.metadata.get("coursekit", {}).get("role")
 
@@ -168,7 +194,11 @@ class StudentGuide(NbGraderPreprocessor):
             return nb, resources  # a course without a student guide (nbgrader's own test courses)
         minor = nb.get("nbformat_minor", 0)
         nb.cells = [c for c in nb.cells if _role(c) not in (ROLE_BEFORE, ROLE_HANDIN_TEXT, ROLE_SELF_CHECK)]
-        before = _new_cell("markdown", self._text(BEFORE_FILE), ROLE_BEFORE, minor)
+        times_path = folder / TIMES_FILE
+        times = json.loads(times_path.read_text(encoding="utf-8")) if times_path.is_file() else {}
+        assignment = resources.get("nbgrader", {}).get("assignment", "")
+        before_text = self._text(BEFORE_FILE).replace(TIMES_PLACEHOLDER, time_line(times, assignment)).rstrip("\n")
+        before = _new_cell("markdown", before_text, ROLE_BEFORE, minor)
         at = 1 if nb.cells and _role(nb.cells[0]) == "colab-badge" else 0
         nb.cells.insert(at, before)
         nb.cells.append(_new_cell("markdown", self._text(HANDIN_FILE), ROLE_HANDIN_TEXT, minor))
