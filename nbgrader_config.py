@@ -13,9 +13,9 @@ c.CourseDirectory.course_id = "batchnorm-pytorch"
 
 # Student-facing stubs (Catalan): what replaces ### BEGIN/END SOLUTION.
 c.ClearSolutions.code_stub = {
-    "python": "# EL TEU CODI AQUÍ\nraise NotImplementedError()",
+    "python": "# EL VOSTRE CODI AQUÍ\nraise NotImplementedError()",
 }
-c.ClearSolutions.text_stub = "ESCRIU AQUÍ LA TEVA RESPOSTA"
+c.ClearSolutions.text_stub = "ESCRIVIU AQUÍ LA VOSTRA RESPOSTA"
 
 # A notebook cell that runs longer than this (seconds) is stopped and scored 0.
 c.Execute.timeout = 120

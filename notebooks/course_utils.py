@@ -58,7 +58,7 @@ def progress(iterable, **kwargs):
 # Mitjana i desviació d'ImageNet: les que esperen els pesos preentrenats de torchvision.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-CIFAR10_CLASSES = ("avió", "cotxe", "ocell", "gat", "cérvol", "ca", "granota", "cavall", "vaixell", "camió")
+CIFAR10_CLASSES = ("avió", "cotxe", "ocell", "gat", "cérvol", "gos", "granota", "cavall", "vaixell", "camió")
 
 
 def make_synthetic_images(n, num_classes=10, size=32, seed=0):

@@ -27,8 +27,8 @@ ASSIGNMENT = "a1_batchnorm1d"
 NOTEBOOK = "batchnorm1d.ipynb"
 SOURCE = REPO / "source" / ASSIGNMENT / NOTEBOOK
 RELEASE = REPO / "release" / ASSIGNMENT / NOTEBOOK
-STUB_RE = re.compile(r"^([ \t]*)# EL TEU CODI AQUÍ\n\1raise NotImplementedError\(\)$", re.MULTILINE)  # the code_stub
-TEXT_STUB = "ESCRIU AQUÍ LA TEVA RESPOSTA"
+STUB_RE = re.compile(r"^([ \t]*)# EL VOSTRE CODI AQUÍ\n\1raise NotImplementedError\(\)$", re.MULTILINE)  # the code_stub
+TEXT_STUB = "ESCRIVIU AQUÍ LA VOSTRA RESPOSTA"
 GUARD_RE = re.compile(r"# ── guarda comuna.*?# ── fi de la guarda comuna ──", re.DOTALL)
 VARIANTS = catalogue.VARIANTS
 

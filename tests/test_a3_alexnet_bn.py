@@ -31,8 +31,8 @@ ASSIGNMENT = "a3_alexnet_bn"
 NOTEBOOK = "alexnet_bn.ipynb"
 SOURCE = REPO / "source" / ASSIGNMENT / NOTEBOOK
 RELEASE = REPO / "release" / ASSIGNMENT / NOTEBOOK
-CODE_STUB = "    # EL TEU CODI AQUÍ\n    raise NotImplementedError()"
-TEXT_STUB = "ESCRIU AQUÍ LA TEVA RESPOSTA"
+CODE_STUB = "    # EL VOSTRE CODI AQUÍ\n    raise NotImplementedError()"
+TEXT_STUB = "ESCRIVIU AQUÍ LA VOSTRA RESPOSTA"
 POINTS = {"test_features": 3, "test_classifier": 2, "test_alexnet_shape": 2, "test_alexnet_freeze": 3,
           "test_train_one_epoch": 4, "test_evaluate": 4,
           "answer_comparison": 3, "answer_learning_rate": 3, "answer_activations": 3, "answer_transfer": 2}

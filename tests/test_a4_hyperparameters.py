@@ -31,8 +31,8 @@ ASSIGNMENT = "a4_hyperparameters"
 NOTEBOOK = "hyperparameters.ipynb"
 SOURCE = REPO / "source" / ASSIGNMENT / NOTEBOOK
 RELEASE = REPO / "release" / ASSIGNMENT / NOTEBOOK
-STUB = "# EL TEU CODI AQUÍ\nraise NotImplementedError()"
-TEXT_STUB = "ESCRIU AQUÍ LA TEVA RESPOSTA"
+STUB = "# EL VOSTRE CODI AQUÍ\nraise NotImplementedError()"
+TEXT_STUB = "ESCRIVIU AQUÍ LA VOSTRA RESPOSTA"
 QUESTIONS = {"answer_random_vs_grid": 3, "answer_batchnorm_lr": 3, "answer_seeds_protocol": 2}
 EXPERIMENTS = ("experiment_search", "experiment_halving", "experiment_heatmap", "experiment_lr_range",
                "experiment_seeds")

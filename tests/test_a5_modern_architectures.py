@@ -33,7 +33,7 @@ ASSIGNMENT = "a5_modern_architectures"
 NOTEBOOK = "modern_architectures.ipynb"
 SOURCE = REPO / "source" / ASSIGNMENT / NOTEBOOK
 RELEASE = REPO / "release" / ASSIGNMENT / NOTEBOOK
-TEXT_STUB = "ESCRIU AQUÍ LA TEVA RESPOSTA"
+TEXT_STUB = "ESCRIVIU AQUÍ LA VOSTRA RESPOSTA"
 POINTS = {"test_block_structure": 2, "test_block_torchvision": 3, "test_zero_init": 2, "test_resnet18": 3,
           "test_fold_bn": 4, "test_fold_resnet": 2, "test_freeze_bn_stats": 3, "test_freeze_bn_params": 2,
           "answer_zero_init": 2, "answer_folding": 2, "answer_freeze": 3, "answer_layernorm": 2}
@@ -121,7 +121,7 @@ def test_release_has_the_blanks_and_nothing_hidden():
     assert stubs == {**{g: 1 for g in catalogue.CODE_ANSWERS}, "build_block": 2, **{g: 0 for g in catalogue.WRITTEN_ANSWERS}}
     for g in catalogue.CODE_ANSWERS:
         cell = classgen.cell_by_grade_id(release, g).source
-        assert re.search(r"# EL TEU CODI AQUÍ\n\s+raise NotImplementedError\(\)$", cell.rstrip()), g
+        assert re.search(r"# EL VOSTRE CODI AQUÍ\n\s+raise NotImplementedError\(\)$", cell.rstrip()), g
         for solution in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION",
                                    classgen.cell_by_grade_id(source, g).source, flags=re.DOTALL):
             for line in solution.strip().splitlines():

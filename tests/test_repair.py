@@ -307,7 +307,7 @@ def test_editor_metadata_the_release_carries_is_the_courses_own():
     release = nbformat.v4.new_notebook(metadata={"accelerator": "GPU", "colab": {"gpuType": "T4"},
                                                  "kernelspec": {"name": "python3", "display_name": "Python 3"}})
     release.cells = [nbformat.v4.new_markdown_cell("# títol"), nbformat.v4.new_code_cell(
-        "# EL TEU CODI AQUÍ\nraise NotImplementedError()",
+        "# EL VOSTRE CODI AQUÍ\nraise NotImplementedError()",
         metadata={"nbgrader": {"grade": False, "grade_id": "answer", "locked": False, "schema_version": 3,
                                "solution": True, "task": False}})]
     kept = copy.deepcopy(release)

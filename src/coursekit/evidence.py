@@ -48,7 +48,7 @@ STASH_KEY = "coursekit_submitted_outputs"
 # Output metadata that marks the labels this module adds (tests and later tools find them by it).
 LABEL_KEY = "coursekit_evidence_label"
 
-COLAB_TITLE = "Resultats de la teva execució (Colab)"
+COLAB_TITLE = "Resultats de la vostra execució (Colab)"
 COLAB_LABEL = (f"**{COLAB_TITLE}**: les sortides tal com les vas enviar, sense tornar-les a executar "
                "(només text i imatges). Són les que valoren les respostes escrites.")
 COLAB_EMPTY = (f"**{COLAB_TITLE}**: aquesta cel·la no tenia cap sortida quan la vas enviar "

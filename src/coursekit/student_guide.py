@@ -70,7 +70,7 @@ def _comprovacio_final(parts, respostes):
         except NotImplementedError:
             estat = "· en blanc: hi queda el codi inicial (NotImplementedError) per completar"
         except NameError as error:
-            estat = f"· falta alguna cosa: {error}. Has executat (i completat) les cel·les d'abans?"
+            estat = f"· falta alguna cosa: {error}. Heu executat (i completat) les cel·les d'abans?"
         except AssertionError as error:
             missatge = (str(error).strip().splitlines() or ["una comprovació no es compleix"])[0]
             estat = f"✘ falla: {missatge[:300]}"
@@ -83,7 +83,7 @@ def _comprovacio_final(parts, respostes):
         print(f"{nom} ({punts} p.) — {descripcio}\n    {estat}")
     print(f"\nComprovacions visibles superades: {fets} de {total} punts automàtics.")
     if respostes:
-        print("Respostes escrites (les corregeix el professorat; revisa que no en quedi cap en blanc):")
+        print("Respostes escrites (les corregeix el professorat; reviseu que no en quedi cap en blanc):")
         for nom, punts in respostes:
             print(f"  - {nom} ({punts} p.)")
 
@@ -128,8 +128,8 @@ def self_check_source(nb) -> str:
         elif cell.cell_type == "markdown":
             answers.append((meta["grade_id"], points))
     # Colab shows a cell whose first line is a "@title" form as its title only, code folded away.
-    lines = ['# @title Comprovació final (executa-la; no cal llegir-ne el codi) { display-mode: "form" }',
-             "# Torna a executar les comprovacions visibles de cada part i en fa un resum. No la modifiquis.",
+    lines = ['# @title Comprovació final (executeu-la; no cal llegir-ne el codi) { display-mode: "form" }',
+             "# Torna a executar les comprovacions visibles de cada part i en fa un resum. No la modifiqueu.",
              "_PARTS = ["]
     for part in parts:
         lines.append(f"    {json.dumps(list(part), ensure_ascii=False)},")
@@ -156,7 +156,7 @@ def time_line(times: dict, assignment: str) -> str:
     where = f"una GPU {gpu} amb {cpus} nuclis de CPU, com els de Colab" if cpus else f"una GPU {gpu}"
     return (f"6. **Quant triga.** En mode complet, executar aquest quadern sencer va trigar uns "
             f"**{minutes} minut{'s' if minutes != 1 else ''}** en {where} (sense comptar la baixada de "
-            "les dades). La GPU T4 gratuïta de Colab és més lenta: compta-hi més temps.")
+            "les dades). La GPU T4 gratuïta de Colab és més lenta: compteu-hi més temps.")
 
 
 def _role(cell) -> str | None:

@@ -261,7 +261,7 @@ def _backward(student, ref) -> str | None:
         for key, what in (("x", "dx"), ("gamma", "dgamma"), ("beta", "dbeta")):
             detail = _scaled(field_of(got, key) if isinstance(got, dict) else None, want[key], 1e-4, 1e-2)
             if detail:
-                return f"{what} calculat pel teu backward no coincideix amb el gradient correcte (cas {index + 1}: {detail})"
+                return f"{what} calculat pel vostre backward no coincideix amb el gradient correcte (cas {index + 1}: {detail})"
     return None
 
 

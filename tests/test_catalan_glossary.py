@@ -1,0 +1,118 @@
+"""One Catalan voice in everything a student reads (glossary: notebooks/README.md).
+
+Scanned: the Markdown cells of every release notebook, the comments and string literals of their code
+cells, the student guide texts and the shared code in notebooks/, and the string literals of the engine
+modules whose messages reach students (the checks, the evidence label, the self-check).  Code spans
+(`...`), italic glosses in parentheses «(*batch*)» and identifiers are not prose and are skipped.
+"""
+from __future__ import annotations
+
+import io
+import re
+import tokenize
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import REPO
+from coursekit.paths import ASSIGNMENTS
+
+# variant -> what the glossary uses instead
+BANNED = {
+    r"\b(?:teu|teva|teus|teves|tu)\b": "vosaltres (vostre, vostra)",
+    r"\bbatch(?:es)?\b": "lot / lots / mida del lot",
+    r"\bllibret(?:a|es)\b": "quadern",
+    r"\bvàreu\b": "vau",
+    r"\blearning rates?\b": "taxa d'aprenentatge",
+    r"\btransfer learning\b": "aprenentatge per transferència",
+    r"\bdues xifres\b": "dos valors",
+    r"\bca\b": "gos",
+}
+_NOT_PROSE = [
+    re.compile(r"`[^`\n]*`"),                       # code spans
+    re.compile(r"\(\s*\*[^*\n]+\*\s*\)"),           # italic glosses in parentheses: (*batch*)
+    re.compile(r"\bBatch[ -]Normali[sz]ation\b", re.I),
+    re.compile(r"\]\([^)\s]*\)"),                   # link targets
+    re.compile(r"https?://\S+"),
+]
+# In the engine's strings (docstrings and patterns are English, for developers) only the Catalan variants
+# count: the English words batch / learning rate are legitimate there.
+ENGINE_BANNED = {p: w for p, w in BANNED.items() if "batch" not in p and "learning" not in p}
+ENGINE_FILES = ["evidence.py", "student_guide.py", "checks/scan.py", "checks/_harness.py",
+                "checks/a1_batchnorm1d.py", "checks/a2_batchnorm2d.py", "checks/a3_alexnet_bn.py"]
+
+
+def _prose(text: str) -> str:
+    for pattern in _NOT_PROSE:
+        text = pattern.sub(" ", text)
+    return text
+
+
+def _code_text(source: str) -> str:
+    """Comments and string literals of Python code (IPython magics and shell lines are dropped)."""
+    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    out = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO("\n".join(lines) + "\n").readline):
+            if tok.type == tokenize.COMMENT:
+                out.append(tok.string)
+            elif tok.type == tokenize.STRING or tok.type == getattr(tokenize, "FSTRING_MIDDLE", -1):
+                out.append(tok.string)
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        out.append(source)
+    return "\n".join(out)
+
+
+def _violations(where: str, text: str, banned: dict[str, str] = BANNED) -> list[str]:
+    found = []
+    for n, line in enumerate(_prose(text).splitlines(), 1):
+        for pattern, instead in banned.items():
+            for m in re.finditer(pattern, line, re.I):
+                found.append(f"{where}:{n}: «{m.group(0)}» → {instead}: …{line.strip()[:120]}")
+    return found
+
+
+def _notebook_violations(path: Path) -> list[str]:
+    nb = nbformat.read(str(path), as_version=4)
+    found = []
+    for i, cell in enumerate(nb.cells):
+        text = cell.source if cell.cell_type == "markdown" else _code_text(cell.source)
+        found += _violations(f"{path.relative_to(REPO)} cell {i}", text)
+    return found
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_release_notebook_speaks_with_the_glossary_voice(assignment):
+    found = []
+    for path in sorted((REPO / "release" / assignment).glob("*.ipynb")):
+        found += _notebook_violations(path)
+    assert not found, "variants the glossary (notebooks/README.md) replaces:\n" + "\n".join(found)
+
+
+def test_shared_texts_and_student_messages_speak_with_the_glossary_voice():
+    found = []
+    for path in sorted((REPO / "notebooks").glob("*.md")):
+        if path.name == "README.md":
+            continue  # the glossary itself names the variants
+        found += _violations(str(path.relative_to(REPO)), path.read_text(encoding="utf-8"))
+    for path in sorted((REPO / "notebooks").glob("*.py")):
+        found += _violations(str(path.relative_to(REPO)), _code_text(path.read_text(encoding="utf-8")))
+    engine = REPO / "src" / "coursekit"
+    for name in ENGINE_FILES:
+        path = engine / name
+        strings = [t for t in _code_text(path.read_text(encoding="utf-8")).splitlines()
+                   if not t.lstrip().startswith("#")]  # engine comments are English, for developers
+        found += _violations(str(path.relative_to(REPO)), "\n".join(strings), ENGINE_BANNED)
+    assert not found, "variants the glossary (notebooks/README.md) replaces:\n" + "\n".join(found)
+
+
+def test_the_glossary_test_catches_each_variant_and_spares_code_and_glosses():
+    """The scanner itself: each banned variant is found in prose, and nothing in code spans or glosses."""
+    for sample in ("Desa la teva còpia", "la mida del batch", "aquesta llibreta", "com vàreu veure",
+                   "el learning rate", "fem transfer learning", "dues xifres", "un ca"):
+        assert _violations("x", sample), sample
+    for sample in ("la mida del lot (*batch*)", "`batch_size`", "Batch Normalization", "taxa (*learning rate*)"):
+        assert not _violations("x", sample), sample
+    assert not _violations("x", _code_text("batch_size = 64  # mida del lot\nx_batch = 1"))
+    assert _violations("x", _code_text('print("la teva xarxa")'))
