@@ -40,7 +40,8 @@ from nbformat.notebooknode import NotebookNode, from_dict
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer, Unicode
 
-from coursekit.repair import TemplateCell, _align
+from coursekit.cellmatch import TemplateCell, _align
+from coursekit.context import CourseContext
 
 EVIDENCE_TAG = "evidence"
 # Cell metadata key holding the sanitised submitted outputs between the two phases.
@@ -230,15 +231,8 @@ def match_evidence(nb, release, threshold: float = 0.6) -> dict[int, int]:
 
 def _release_path(preprocessor, resources) -> Path:
     info = resources.get("nbgrader", {})
-    parent, coursedir = preprocessor.parent, None
-    while parent is not None and coursedir is None:
-        coursedir = getattr(parent, "coursedir", None)
-        parent = getattr(parent, "parent", None)
-    if coursedir is not None:
-        folder = coursedir.format_path(coursedir.release_directory, ".", info.get("assignment", ""))
-    else:
-        folder = os.path.join(os.getcwd(), "release", info.get("assignment", ""))
-    return Path(folder) / f"{info.get('notebook', '')}.ipynb"
+    return CourseContext.of(preprocessor, resources).release_notebook(info.get("assignment", ""),
+                                                                      info.get("notebook", ""))
 
 
 class KeepSubmittedOutputs(NbGraderPreprocessor):
