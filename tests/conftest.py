@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from coursekit.nbrun import venv_env
 from coursekit.paths import Course
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("COURSE_MODE", "fast")
 # nbgrader runs `alembic` from PATH when it creates a gradebook: make the venv's bin/ visible
 # even when pytest was started without activating the venv.
-os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+os.environ["PATH"] = venv_env()["PATH"]
 
 
 def shared_module(*files: str, name: str = "notebook_shared"):

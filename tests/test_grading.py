@@ -14,13 +14,13 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import psutil
 import pytest
 from nbgrader.api import Gradebook
 
 from coursekit import classgen, events, grading
+from coursekit.nbrun import venv_env
 from coursekit.paths import Course
 
 from conftest import make_course, nbgrader
@@ -34,10 +34,7 @@ MEMORY_MB = 1500              # --memory of the first run: torch fits, 3 GB do n
 
 
 def _env() -> dict:
-    env = dict(os.environ, COURSE_MODE="fast")
-    # nbgrader runs `alembic` when it creates a gradebook: the venv's bin must be on PATH
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    return env
+    return venv_env(dict(os.environ, COURSE_MODE="fast"))
 
 
 def coursekit(course: Course, *args: str) -> subprocess.CompletedProcess:

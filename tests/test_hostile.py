@@ -38,6 +38,7 @@ from conftest import make_course, nbgrader
 
 from coursekit import classgen, events, gradebook
 from coursekit.classgen import hostile
+from coursekit.nbrun import venv_env
 from coursekit.paths import Course
 
 ASSIGNMENT = hostile.ASSIGNMENT
@@ -51,7 +52,7 @@ RUN_TIMEOUT = 3600
 def venv_on_path():
     # nbgrader runs `alembic` from PATH when it creates a gradebook
     old = os.environ.get("PATH", "")
-    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + old
+    os.environ["PATH"] = venv_env()["PATH"]
     yield
     os.environ["PATH"] = old
 

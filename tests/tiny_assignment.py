@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from pathlib import Path
 
 import nbformat
 
 from coursekit.classgen import Variant
+from coursekit.nbrun import venv_env
 from coursekit.paths import Course
 
 # nbgrader runs `alembic` when it creates a gradebook: the venv's bin must be on PATH
-if str(Path(sys.executable).parent) not in os.environ.get("PATH", "").split(os.pathsep):
-    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+os.environ["PATH"] = venv_env()["PATH"]
 
 ASSIGNMENT = "t0_tiny"
 NOTEBOOK = "tiny"

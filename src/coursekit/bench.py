@@ -9,7 +9,7 @@ under ``.coursekit/bench/``:
   time, their ratio and seconds per submission, and a check that both
   gradebooks hold the same ``auto_score`` for every grade cell;
 * where the parallel run's time goes per submission (medians, from the
-  workers' per-submission logs and the cell timings nbclient records:
+  events each submission records and the cell timings nbclient records:
   nbgrader set-up + sanitize, kernel start, execution, trusted checks, the
   rest), and how many kernels came warm from the sandbox's fork server;
 * the CPU seconds of both runs (processes they waited for) and the load
@@ -38,7 +38,8 @@ import sys
 import time
 from pathlib import Path
 
-from coursekit import classgen, gradebook
+from coursekit import classgen, events, gradebook
+from coursekit.nbrun import venv_env
 from coursekit.paths import MODE_VARIABLE, Course, CourseError
 
 BENCH_ASSIGNMENT = "a1_batchnorm1d"
@@ -48,9 +49,7 @@ SPEEDUP_TARGET = 3.0
 
 
 def _env() -> dict:
-    env = dict(os.environ)
-    # nbgrader runs `alembic` when it creates a gradebook: the venv's bin must be on PATH
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env = venv_env()
     env[MODE_VARIABLE] = "fast"
     return env
 
@@ -123,27 +122,21 @@ def compare(serial: Course, parallel: Course) -> dict:
     return {"identical": not differences and bool(a), "students": len(a), "differences": differences[:20]}
 
 
-STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
-TRUSTED = re.compile(r"trusted checks of .*: .*?([\d.]+) s")
-
-
-def _log_marks(log: Path) -> dict[str, float]:
+def _marks(course: Course, student: str) -> dict[str, float]:
+    """When one submission's phases began and ended, from the events its last grading attempt
+    recorded (:mod:`coursekit.events`): ``graded`` (the worker's start and end), the first
+    ``kernel_started`` (when the Execute step began, warm or cold), ``trusted_checked`` (seconds)."""
+    log = events.since_last_start(events.read(course.root, BENCH_ASSIGNMENT, student))
     marks: dict[str, float] = {}
-    for line in log.read_text(errors="replace").splitlines():
-        m = STAMP.match(line)
-        if not m:
-            continue
-        t = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        if "Creating/updating student" in line:
-            marks.setdefault("start", t)
-        elif re.search(r"Applying preprocessor: \w*Execute$", line):
-            marks.setdefault("execute", t)
-        elif "Setting destination file permissions" in line:
-            marks["end"] = t
-        elif (found := TRUSTED.search(line)):
-            marks["trusted_s"] = float(found.group(1))
-        elif "sandbox: warm kernel start" in line:
-            marks["warm"] = 1.0
+    for e in log:
+        kind = e.get("kind")
+        if kind == events.GRADED and e.get("started") and e.get("ended"):
+            marks["start"], marks["end"] = e["started"], e["ended"]
+        elif kind == events.KERNEL_STARTED and "execute" not in marks and e.get("execute_started"):
+            marks["execute"] = e["execute_started"]
+            marks["warm"] = 1.0 if e.get("mode") == "warm" else 0.0
+        elif kind == events.TRUSTED_CHECKED:
+            marks["trusted_s"] = marks.get("trusted_s", 0.0) + float(e.get("seconds") or 0.0)
     return marks
 
 
@@ -164,17 +157,17 @@ def _cell_times(notebook: Path) -> tuple[float, float] | None:
 def profile(course: Course) -> dict[str, float]:
     """Median seconds of each phase of one submission in a worker: nbgrader set-up and sanitize,
     kernel start, cell execution, trusted checks, the rest (saving grades, writing). From the
-    per-submission logs and the execution times nbclient records in the autograded notebooks."""
+    events each submission's grading recorded and the execution times nbclient records in the
+    autograded notebooks."""
     phases: dict[str, list[float]] = {k: [] for k in
                                       ("setup+sanitize", "kernel start", "execution", "trusted checks",
                                        "after execution (other)", "total")}
     warm: list[bool] = []
-    for log in (course.state / "grading" / BENCH_ASSIGNMENT).glob("*.log"):
-        if log.name.startswith("worker-"):
-            continue
-        marks = _log_marks(log)
+    for folder in sorted((course.state / "events" / BENCH_ASSIGNMENT).glob("*.jsonl")):
+        student = folder.stem
+        marks = _marks(course, student)
         cells = None
-        for nb in (course.autograded / log.stem / BENCH_ASSIGNMENT).glob("*.ipynb"):
+        for nb in (course.autograded / student / BENCH_ASSIGNMENT).glob("*.ipynb"):
             cells = _cell_times(nb)
         if not cells or not {"start", "execute", "end"} <= set(marks):
             continue

@@ -11,7 +11,6 @@ from __future__ import annotations
 import filecmp
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,6 +19,7 @@ import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 
+from coursekit.nbrun import nbgrader, venv_env  # noqa: F401 (venv_env: its former home)
 from coursekit.paths import Course, CourseError
 
 BADGE_ROLE = "colab-badge"
@@ -57,22 +57,11 @@ class ColabBadge(NbGraderPreprocessor):
         return nb, resources
 
 
-def venv_env() -> dict[str, str]:
-    """The environment with this Python's bin/ first on PATH: nbgrader runs ``alembic``
-    from PATH when it creates a gradebook, and a plain shell may not have the venv active."""
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    return env
-
-
 def generate(course: Course, assignments: list[str]) -> None:
     """Run ``nbgrader generate_assignment`` for each assignment in the course root."""
     for assignment in assignments:
         course.source_notebooks(assignment)  # clear error for an unknown id
-        proc = subprocess.run(
-            [sys.executable, "-m", "nbgrader", "generate_assignment", assignment, "--force"],
-            cwd=course.root, capture_output=True, text=True, env=venv_env(),
-        )
+        proc = nbgrader(course.root, "generate_assignment", assignment, "--force")  # see coursekit.nbrun
         if proc.returncode != 0:
             raise CourseError(
                 f"nbgrader generate_assignment {assignment} failed in {course.root}:\n{proc.stdout}{proc.stderr}"

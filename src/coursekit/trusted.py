@@ -103,7 +103,7 @@ class _Submission:
             for f in findings:
                 grouped[f.kind].append(f.as_dict())
             for kind, items in grouped.items():
-                self.record("tamper" if kind in ("tamper", "evasion") else "suspicious", source="static",
+                self.record(events.TAMPER if kind in ("tamper", "evasion") else events.SUSPICIOUS, source="static",
                             finding=kind, rules=sorted({i["rule"] for i in items})[:20], where=items[:20])
             resources[SCAN_KEY] = findings
         return resources[SCAN_KEY]
@@ -133,7 +133,7 @@ class TrustedChecks(NbGraderPreprocessor):
             return nb, resources
         findings = sub.scan(nb, resources)
         for sign in output_signs(nb):
-            sub.record("tamper", source="outputs", **sign)
+            sub.record(events.TAMPER, source="outputs", **sign)
             # nbgrader takes partial credit from the first execute_result, even when an
             # error follows: in the course's test cells (asserts, no partial credit) the
             # error comes first, checked or not
@@ -156,10 +156,12 @@ class TrustedChecks(NbGraderPreprocessor):
             if reason is None or _first_output_fails(cell):
                 continue
             cell.outputs.insert(0, _error_output(f"{by_id[grade_id].what}: {reason}"))
-            sub.record("tamper", source="trusted", grade_id=grade_id, detail=reason,
+            sub.record(events.TAMPER, source="trusted", grade_id=grade_id, detail=reason,
                        reason="a test cell that passed in the kernel fails the out-of-kernel check")
+        seconds = time.monotonic() - started
         self.log.info("trusted checks of %s/%s: %d cells, %.1f s%s", student, assignment, len(checked),
-                      time.monotonic() - started, f" ({'; '.join(notes)})" if notes else "")
+                      seconds, f" ({'; '.join(notes)})" if notes else "")
+        sub.record(events.TRUSTED_CHECKED, cells=len(checked), seconds=round(seconds, 3))
         return nb, resources
 
     def verdicts(self, registry: checks.AssignmentChecks, cells: list[str], findings: list[scan.Finding],

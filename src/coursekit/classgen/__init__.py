@@ -65,11 +65,13 @@ def solution_source(course: Course, assignment: str, grade_id: str, notebook: st
 def catalogue_course(assignment: str) -> Course:
     """The course whose source/ an assignment's catalogue is built from: the repository this package
     lives in, or else the current directory."""
-    here = Path(__file__).resolve().parents[3]
-    for root in (here, Path.cwd()):
-        if (root / "nbgrader_config.py").is_file() and (root / "source" / assignment).is_dir():
-            return Course(root)
-    raise CourseError(f"source/{assignment} not found (looked in {here} and {Path.cwd()}): "
+    from coursekit.context import repository_course
+
+    repo = repository_course()
+    for course in ([repo] if repo else []) + [Course(Path.cwd().resolve())]:
+        if (course.root / "nbgrader_config.py").is_file() and (course.source / assignment).is_dir():
+            return course
+    raise CourseError(f"source/{assignment} not found (looked in {repo.root if repo else '-'} and {Path.cwd()}): "
                       "run from the course root")
 
 

@@ -36,6 +36,7 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.channels import AsyncZMQSocketChannel
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+from nbclient.util import run_sync
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer, List, Unicode, default
 
@@ -283,9 +284,9 @@ def _teardown(process, state: dict, restart: bool) -> None:
     if layout and (removed or made):
         from coursekit import events
         if removed:
-            events.record(layout[0], layout[2], layout[1], "sandbox_removed_links", paths=removed)
+            events.record(layout[0], layout[2], layout[1], events.SANDBOX_REMOVED_LINKS, paths=removed)
         if made:
-            events.record(layout[0], layout[2], layout[1], "sandbox_removed_files", **made)
+            events.record(layout[0], layout[2], layout[1], events.SANDBOX_REMOVED_FILES, **made)
     if not restart:
         shutil.rmtree(state["spec"]["rundir"], ignore_errors=True)
 
@@ -792,8 +793,38 @@ def wrap_command(argv: list[str], workdir=None, env: dict | None = None, config=
 
 
 class SandboxExecute(Execute):
-    """nbgrader's Execute preprocessor, running every kernel in the sandbox."""
+    """nbgrader's Execute preprocessor, running every kernel in the sandbox.
+
+    Being the nbgrader-side part (it knows which submission it executes), it also records a
+    ``kernel_started`` event per kernel: warm or cold, start-up in ms, and when the Execute
+    step began (the bench reads these to time the phases of a submission)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
         super().__init__(*args, **kwargs)
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._execute_started = time.time()
+        return super().preprocess(nb, resources, km)
+
+    async def async_start_new_kernel_client(self):
+        kc = await super().async_start_new_kernel_client()
+        self._record_kernel_start()
+        return kc
+
+    # nbclient's synchronous wrapper is bound to the base class's coroutine: wrap ours
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+    def _record_kernel_start(self) -> None:
+        info = (getattr(self, "resources", None) or {}).get("nbgrader", {})
+        if not info.get("student") or not info.get("assignment"):
+            return  # not a submission (a test client, a validation run)
+        from coursekit import events
+        from coursekit.context import course_root
+
+        km = self.km
+        events.record(course_root(self.resources, self), info["assignment"], info["student"],
+                      events.KERNEL_STARTED, notebook=info.get("notebook"),
+                      mode=getattr(km, "sandbox_mode", None) or "unsandboxed",
+                      startup_ms=getattr(km, "startup_ms", None),
+                      execute_started=getattr(self, "_execute_started", None))
