@@ -9,15 +9,18 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# What the venv installs: the exact Linux environment (CI too); `make venv REQUIREMENTS=requirements-cpu.txt`
+# for a CPU-only grading server, requirements.txt for ranges on any platform (README "Installing").
+REQUIREMENTS ?= requirements.lock
+STAMP  := $(VENV)/.installed-$(notdir $(REQUIREMENTS))
 # nbgrader runs `alembic` from PATH when it creates a gradebook.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: venv setup release check-release publish demo test rehearsal test-nbgrader bench clean
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): $(REQUIREMENTS) requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r $(REQUIREMENTS)
 	touch $@
 
 venv: $(STAMP)

@@ -48,6 +48,11 @@ DEFAULT_TIMEOUT = 600
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on (Linux: its affinity; elsewhere: all of them)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def grade(course: Course, assignment: str, jobs: int | None = None, force: bool = False,
           timeout: float = DEFAULT_TIMEOUT, memory_mb: int | None = None,
           students: list[str] | None = None, progress: bool = True, warm: bool = True,
@@ -57,7 +62,7 @@ def grade(course: Course, assignment: str, jobs: int | None = None, force: bool 
     course_id, sandboxed = read_config(course)
     todo, done = plan(course, assignment, course_id, students, force)
     summary = Summary(skipped=done)
-    jobs = max(1, jobs or len(os.sched_getaffinity(0)))
+    jobs = max(1, jobs or usable_cpus())
     grader = Grader(course, assignment, jobs, timeout, memory_mb, course_id, progress)
     saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
     if threads or not os.environ.get("OMP_NUM_THREADS"):
@@ -98,7 +103,7 @@ def print_summary(summary: Summary, assignment: str, course: Course) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("assignment")
-    parser.add_argument("--jobs", "-j", type=int, default=len(os.sched_getaffinity(0)),
+    parser.add_argument("--jobs", "-j", type=int, default=usable_cpus(),
                         help="submissions graded at the same time (default: the number of cores)")
     parser.add_argument("--force", action="store_true", help="grade again what is already graded")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,

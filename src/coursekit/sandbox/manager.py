@@ -180,6 +180,9 @@ class SandboxProvisioner(LocalProvisioner):
 
     async def launch_kernel(self, cmd: list[str], **kwargs):
         km = self.parent
+        if not sys.platform.startswith("linux"):
+            raise SandboxError(f"the kernel sandbox needs Linux (bubblewrap, Linux namespaces), not {sys.platform}: "
+                               "grade on a Linux machine (README \"Sandbox\")")
         env = kwargs.get("env") or os.environ
         cwd = kwargs.get("cwd") or os.getcwd()
         workdir = os.path.realpath(cwd)
