@@ -61,7 +61,8 @@ def _cpu_children() -> float:
 
 def _timed(cmd: list[str], cwd: Path, log: Path | None = None, check: bool = True,
            cpu: dict | None = None) -> float:
-    """Wall seconds of a command; ``cpu["s"]``: CPU seconds of it and the processes it waited for."""
+    """Wall seconds of a command; ``cpu["s"]``: CPU seconds of it and the processes it waited for.
+    (A process: the bench measures the commands as an instructor runs them, start-up included.)"""
     start, cpu0 = time.perf_counter(), _cpu_children()
     with open(log, "wb") if log else open(os.devnull, "wb") as out:
         proc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=_env())

@@ -18,12 +18,14 @@ from pathlib import Path
 
 from coursekit import classgen, gradebook
 from coursekit.classgen import damage
+from coursekit.nbrun import venv_env
 from coursekit.paths import Course, CourseError
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
     print("$", " ".join(cmd), flush=True)
-    proc = subprocess.run(cmd, cwd=cwd)
+    # the demo shows the commands an instructor types, run as the instructor runs them
+    proc = subprocess.run(cmd, cwd=cwd, env=venv_env())
     if proc.returncode != 0:
         raise CourseError(f"command failed ({proc.returncode}): {' '.join(cmd)}")
 

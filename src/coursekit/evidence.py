@@ -41,6 +41,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer, Unicode
 
 from coursekit.cellmatch import TemplateCell, _align
+from coursekit.cells import nbgrader_meta
 from coursekit.context import CourseContext
 
 EVIDENCE_TAG = "evidence"
@@ -201,14 +202,10 @@ def _label(markdown: str) -> NotebookNode:
                       "metadata": {LABEL_KEY: True}})
 
 
-def _nbg(cell) -> dict:
-    meta = cell.get("metadata", {}).get("nbgrader")
-    return meta if isinstance(meta, dict) else {}
-
-
 def is_graded(cell) -> bool:
-    """Cells nbgrader scores or treats as answers: kept outputs never go there."""
-    meta = _nbg(cell)
+    """Cells nbgrader scores or treats as answers: kept outputs never go there.  (A submission's
+    cell: its metadata is read defensively, not with nbgrader.utils, which expects it well formed.)"""
+    meta = nbgrader_meta(cell)
     return bool(meta.get("grade") or meta.get("solution") or meta.get("task"))
 
 

@@ -39,6 +39,8 @@ from bleach.css_sanitizer import CSSSanitizer
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
+from coursekit.cells import nbgrader_meta
+
 # What survives in student HTML: enough for text, tables (pandas), images by URL.
 TAGS = frozenset({
     "a", "abbr", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "del", "div", "dl", "dt",
@@ -118,8 +120,7 @@ def inert_output(output) -> None:
 
 
 def _student_writable(cell) -> bool:
-    meta = cell.metadata.get("nbgrader", {})
-    return not meta.get("locked")
+    return not nbgrader_meta(cell).get("locked")
 
 
 def inert_markdown(source: str) -> str:

@@ -79,6 +79,7 @@ def badges(path: Path) -> list[re.Match]:
 def git_remote(dest: Path) -> str | None:
     if not (dest / ".git").exists():
         return None
+    # git has no Python API in this environment: ask the git command
     proc = subprocess.run(["git", "-C", str(dest), "remote", "get-url", "origin"], capture_output=True, text=True)
     return proc.stdout.strip() or None if proc.returncode == 0 else None
 

@@ -293,7 +293,7 @@ class Holder:
             raise SandboxError(
                 f"bubblewrap not found at {argv[0]}: the kernel sandbox needs it. "
                 "Install it with `make setup` (or `sudo apt-get install bubblewrap`).")
-        try:
+        try:  # bubblewrap is a program: the sandbox is the process it starts
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"},
                                          close_fds=True)

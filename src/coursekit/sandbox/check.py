@@ -277,6 +277,7 @@ def measure_startup(repeat: int = 3) -> dict:
         floor = []
         for _ in range(repeat):
             t0 = time.perf_counter()
+            # the floor is what a fresh process pays: it has to be one
             subprocess.run([sys.executable, "-c", "import torch"], check=True)
             floor.append((time.perf_counter() - t0) * 1000)
         results["python_import_torch_s"] = round(median(floor) / 1000, 3)

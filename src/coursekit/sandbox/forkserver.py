@@ -251,6 +251,7 @@ class WarmServer:
                 "serve(sys.argv[1], json.loads(sys.argv[2]), path, tuple(sys.argv[3:]))")
         self.log = os.path.join(self.dir, "server.log")  # import-time chatter (debugpy, ...)
         with open(self.log, "wb") as log:
+            # the warm server forks kernels: it must be a process apart from the grader's
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", code, self.socket, json.dumps(self.base_env), *preload],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, cwd=home,

@@ -30,6 +30,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import zmq
 from jupyter_client.asynchronous.client import AsyncKernelClient
@@ -120,6 +121,26 @@ def check_interpreter(cmd: list[str], ro_paths: list[str]) -> None:
                            "add its folder to c.SandboxKernelManager.extra_ro_paths")
 
 
+class Submission(NamedTuple):
+    """The submission a kernel runs: where its course is, whose it is, and the release folder the
+    kernel may read.  ``SandboxExecute`` passes it down from nbgrader's ``CourseDirectory``."""
+    root: Path
+    student: str
+    assignment: str
+    release: Path | None = None
+
+
+def submission_of(km, workdir: str) -> Submission | None:
+    """What the kernel manager was told (``km.submission``), else what the working folder's path
+    says: a kernel started outside nbgrader's Execute (a bare nbclient client) in nbgrader's
+    ``<root>/autograded/<student>/<assignment>`` layout."""
+    given = getattr(km, "submission", None)
+    if given is not None:
+        return given
+    layout = course_layout(workdir)
+    return Submission(layout[0], layout[1], layout[2], layout[0] / "release" / layout[2]) if layout else None
+
+
 def course_layout(workdir: str):
     """(course root, student, assignment) when workdir is nbgrader's
     ``<root>/autograded/<student>/<assignment>``, else None."""
@@ -191,11 +212,12 @@ class SandboxProvisioner(LocalProvisioner):
         check_workdir(workdir)
         _check_process_budget(km.log)
         spec = km.sandbox_spec(workdir, cmd, env)
+        submission = submission_of(km, workdir)
         state = {"spec": spec, "workdir": workdir, "owner": None, "pidfds": [], "mode": "cold",
-                 # only in nbgrader's autograded/<student>/<assignment> folders, whose extra
-                 # files generate_feedback copies; other callers (the trusted re-checks) read
-                 # what their kernel wrote
-                 "before": _enter.snapshot(workdir) if km.remove_kernel_files and course_layout(workdir) else None}
+                 "submission": submission,
+                 # only for a submission's kernel, whose extra files generate_feedback copies;
+                 # other callers (the trusted re-checks) read what their kernel wrote
+                 "before": _enter.snapshot(workdir) if km.remove_kernel_files and submission else None}
         self.sandbox = state
         # the kernel runs as an unprivileged uid: lend it its working copy
         state["owner"] = _enter.take_workdir(spec)
@@ -283,13 +305,15 @@ def _teardown(process, state: dict, restart: bool) -> None:
     # What the kernel made in its working copy (files it wrote, however many)
     # goes: nbgrader would copy each of them to feedback/.
     made = _enter.remove_new(workdir, state["before"]) if state.get("before") is not None and not restart else {}
-    layout = course_layout(workdir)
-    if layout and (removed or made):
+    # The event log is the only course file the sandbox writes (a kernel started by a bare nbclient
+    # client has no Execute preprocessor above it to hand the news to).
+    sub = state.get("submission")
+    if sub and (removed or made):
         from coursekit import events
         if removed:
-            events.record(layout[0], layout[2], layout[1], events.SANDBOX_REMOVED_LINKS, paths=removed)
+            events.record(sub.root, sub.assignment, sub.student, events.SANDBOX_REMOVED_LINKS, paths=removed)
         if made:
-            events.record(layout[0], layout[2], layout[1], events.SANDBOX_REMOVED_FILES, **made)
+            events.record(sub.root, sub.assignment, sub.student, events.SANDBOX_REMOVED_FILES, **made)
     if not restart:
         shutil.rmtree(state["spec"]["rundir"], ignore_errors=True)
 
@@ -346,6 +370,7 @@ def _cold_start(spec: dict, cmd: list[str]):
 
     r, w = os.pipe()
     try:
+        # the cold launcher is the kernel's supervisor inside the sandbox: a process of its own
         proc = subprocess.Popen(
             [sys.executable, "-I", "-S", _ENTER_SCRIPT, json.dumps(spec), str(w), "--", *cmd],
             pass_fds=[w], stdin=subprocess.DEVNULL, start_new_session=True,
@@ -623,6 +648,9 @@ class SandboxKernelManager(_BoundedSockets, AsyncKernelManager):
     bwrap = Unicode("", config=True, help="bwrap executable (default: $COURSEKIT_BWRAP or bwrap on PATH)")
     sandbox_uid = Integer(65534, config=True, help="uid the kernel runs as when the grader is root")
     sandbox_gid = Integer(65534, config=True, help="gid the kernel runs as when the grader is root")
+    # The submission this kernel runs, set by SandboxExecute (what it may mount, whose events);
+    # None: read from the working folder's path (see submission_of).
+    submission: Submission | None = None
     cpu_seconds = Integer(900, config=True, help="CPU seconds per kernel (RLIMIT_CPU)")
     memory_mb = Integer(4096, config=True, help="private memory per kernel process, MiB (RLIMIT_DATA)")
     address_space_mb = Integer(16384, config=True,
@@ -734,11 +762,9 @@ def build_spec(settings, workdir: str, cmd: list[str], env: dict, rundir: str | 
 
     ``settings`` has the traits of ``SandboxKernelManager`` (an instance)."""
     ro = python_paths(cmd)
-    layout = course_layout(workdir)
-    if layout:
-        release = layout[0] / "release" / layout[2]
-        if release.is_dir():
-            ro.append(str(release.resolve()))
+    submission = submission_of(settings, workdir)
+    if submission and submission.release and submission.release.is_dir():
+        ro.append(str(submission.release.resolve()))
     ro += [os.path.realpath(p) for p in settings.extra_ro_paths if os.path.exists(p)]
     check_interpreter(cmd, ro)
     bwrap = settings.bwrap or os.environ.get(BWRAP_VARIABLE) or shutil.which("bwrap") or "/usr/bin/bwrap"
@@ -805,6 +831,19 @@ class SandboxExecute(Execute):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
         super().__init__(*args, **kwargs)
+
+    def create_kernel_manager(self):
+        """The kernel manager, told which submission it runs (course, student, release folder to mount),
+        from nbgrader's own ``CourseDirectory`` instead of the working folder's path."""
+        km = super().create_kernel_manager()
+        info = (getattr(self, "resources", None) or {}).get("nbgrader", {})
+        if info.get("student") and info.get("assignment"):
+            from coursekit.context import CourseContext
+
+            ctx = CourseContext.of(self, self.resources)
+            km.submission = Submission(ctx.root, info["student"], info["assignment"],
+                                       ctx.release_folder(info["assignment"]))
+        return km
 
     def preprocess(self, nb, resources=None, km=None):
         self._execute_started = time.time()
