@@ -164,6 +164,12 @@ def merge(gb, assignment: str, student: str, result: dict) -> None:
         raise
 
 
+def extract_from(db_url: str, course_id: str, assignment: str, student: str) -> dict:
+    """:func:`extract` from the gradebook at ``db_url`` (a worker's scratch gradebook)."""
+    with Gradebook(db_url, course_id) as gb:
+        return extract(gb, assignment, student)
+
+
 def extract(gb, assignment: str, student: str) -> dict:
     """The autograder-owned fields of one submission, as plain data (the inverse of merge)."""
     sub = gb.find_submission(assignment, student)

@@ -6,14 +6,14 @@ extensions apply exactly as under ``nbgrader autograde``), one student at a
 time, paying nbgrader's import and start-up once.  It autogrades into its own
 scratch gradebook (a snapshot of the course gradebook, see
 :mod:`coursekit.autograde.pool`), reads back the autograder-owned fields of
-that submission (:func:`coursekit.gradebook.extract`) and sends them to the
+that submission (:func:`coursekit.gradebook.extract_from`) and sends them to the
 coordinator, which alone writes the course gradebook.
 
 Protocol: one JSON object per line.  The coordinator writes
 ``{"student", "warm"}`` on stdin; the worker answers on the file descriptor
 ``reply_fd`` with ``{"ready", "course_id", "startup"}`` once, then one result
 per student: ``{"student", "status": "graded" | "failed", "seconds", ...}``
-(graded: the extracted fields, ``cell_timeouts`` and ``phases``; failed:
+(graded: the extracted fields and ``cell_timeouts``; both: ``started``, ``ended``; failed:
 ``error`` and ``parse_errors``).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from coursekit.cells import grade_id
-from coursekit.gradebook import extract
+from coursekit.gradebook import extract_from
 
 # Environment variable naming the warm kernel server's socket (coursekit.sandbox.manager).
 WARM_VARIABLE = "COURSEKIT_WARM_KERNELS"
@@ -48,7 +48,6 @@ def _worker_main(argv: list[str]) -> int:
     root = Path(opts["root"])
     os.chdir(root)
     t0 = time.perf_counter()
-    from nbgrader.api import Gradebook
     from nbgrader.apps.autogradeapp import AutogradeApp
     from nbgrader.converters import Autograde
 
@@ -93,8 +92,7 @@ def _worker_main(argv: list[str]) -> int:
             converter = Autograde(coursedir=app.coursedir, parent=app)
             converter.force = True  # the coordinator already decided this one needs grading
             converter.start()
-            with Gradebook(app.coursedir.db_url, course_id) as gb:
-                result.update(extract(gb, assignment, student))
+            result.update(extract_from(app.coursedir.db_url, course_id, assignment, student))
             result["status"] = "graded"
             result["cell_timeouts"] = _cell_timeouts(root / "autograded" / student / assignment)
         except BaseException as exc:  # noqa: BLE001 - one submission never stops the worker
