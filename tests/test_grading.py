@@ -140,6 +140,31 @@ def test_parallel_grades_equal_serial_nbgrader(graded):
     assert not list(graded["course"].root.glob(".grading-w*.db")), "queden gradebooks temporals"
 
 
+def test_each_graded_submission_records_its_phases(graded):
+    """What the bench reads instead of log lines: per merged submission, the coordinator's ``graded``
+    event (the worker's start and end), the Execute step's ``kernel_started`` (warm or cold, when
+    the step began) and the trusted checks' ``trusted_checked``; ``bench.profile`` times the phases."""
+    from coursekit import bench
+
+    course = graded["course"]
+    merged = []
+    for student in sorted(p.name for p in course.submitted.iterdir()):
+        log = events.since_last_start(events.read(course.root, A, student))
+        done = [e for e in log if e["kind"] == events.GRADED]
+        if not done:
+            continue
+        merged.append(student)
+        kernel = next(e for e in log if e["kind"] == events.KERNEL_STARTED)
+        assert done[0]["started"] <= kernel["execute_started"] <= kernel["time"] <= done[0]["ended"], log
+        assert kernel["mode"] in ("warm", "cold") and kernel["startup_ms"] > 0, kernel
+        assert any(e["kind"] == events.TRUSTED_CHECKED and e["cells"] > 0 for e in log), log
+    assert {"k_correct", "k_partial"} <= set(merged), merged
+    phases = bench.profile(course)
+    assert phases["warm kernels"].endswith(f" of {len(merged)}"), phases
+    assert phases["execution"] > 0 and phases["kernel start"] > 0 and phases["trusted checks"] > 0, phases
+    assert phases["total"] >= phases["execution"] + phases["kernel start"], phases
+
+
 def test_memory_cap_reaches_the_kernel(graded):
     """--memory 1500: torch and the notebook fit, the student's 3 GB do not (MemoryError, graded 0)."""
     course = graded["course"]
