@@ -38,9 +38,11 @@ from coursekit.autograde.pool import (TERMINATE_GRACE, Grader, Summary, Worker, 
                                       kill_tree, sweep_orphans)
 from coursekit.autograde.warm import WarmKernels, sandbox_disabled  # noqa: F401
 from coursekit.autograde.worker import (CELL_TIMEOUT_ENAME, WARM_VARIABLE, StopGrading,  # noqa: F401
-                                        _worker_main)
+                                        _cell_timeouts, _log_filter, _unreadable, _worker_main)
 from coursekit.gradebook import extract, merge  # noqa: F401
 from coursekit.paths import Course, CourseError
+
+_sandboxed_off = sandbox_disabled  # its former name
 
 # Default wall-clock limit of one submission (all its notebooks), seconds.
 DEFAULT_TIMEOUT = 600
