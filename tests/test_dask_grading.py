@@ -112,8 +112,9 @@ def test_dask_grades_equal_serial_nbgrader(graded):
     course = graded["course"]
     # the coordinator alone wrote autograded/ and the logs; the workers' copies are gone
     for student in mine:
-        assert (course.autograded / student / A / "batchnorm1d.ipynb").is_file(), student
-        assert (course.autograded / student / A / "timestamp.txt").is_file(), student
+        files = sorted(p.name for p in (course.autograded / student / A).iterdir())
+        assert files == sorted(p.name for p in (graded["twin"].autograded / student / A).iterdir()), student
+        assert "batchnorm1d.ipynb" in files
         log = (course.state / "grading" / A / f"{student}.log").read_text()
         assert log.startswith("graded on Dask worker tcp://"), log[:200]
     assert not list(course.root.glob(".grading-w*.db"))
@@ -121,6 +122,9 @@ def test_dask_grades_equal_serial_nbgrader(graded):
     assert "graded 3, skipped 0 (already graded), failed 1" in first.stdout, first.stdout
     assert "d_broken" in first.stdout and "parse_error" in first.stdout, first.stdout
     assert "parse_error" in [e["kind"] for e in events.read(course.root, A, "d_broken")]
+    # ... naming the course's own file, not the worker's copy of it
+    assert str(course.submitted / "d_broken" / A / "batchnorm1d.ipynb") in first.stdout, first.stdout
+    assert "dask-scratch-space" not in first.stdout
     # events the extensions recorded on the worker reached the course's log, after grading_started
     kinds = [e["kind"] for e in events.read(course.root, A, "d_correct")]
     assert kinds and kinds[0] == "grading_started", kinds

@@ -342,7 +342,8 @@ class Station:
         else:
             result = msg
         result["seconds"] = result.get("seconds", time.monotonic() - started)
-        out = {"result": result, "worker": _worker_address(), "pid": os.getpid(), "files": None}
+        out = {"result": result, "worker": _worker_address(), "pid": os.getpid(), "files": None,
+               "root": str(self.root)}
         graded = self.root / "autograded" / student / assignment
         if result["status"] == "graded" and graded.is_dir():
             out["files"] = _tar(graded.parent, [Path(assignment)])
@@ -508,7 +509,7 @@ class DaskGrader(grading.Grader):
                 events.record(self.course.root, self.assignment, student, "grading_started",
                               stage="grading", run=self.run_id, worker="dask")
                 futures[self._submit(self._spec(student, warm, members), bundle, snapshot)] = student
-            done = as_completed(list(futures))
+            done = as_completed(list(futures), loop=self.client.loop)
             with Gradebook(f"sqlite:///{self.course.gradebook}", self.course_id) as gb:
                 for future in done:
                     student = futures.pop(future)
@@ -554,6 +555,7 @@ class DaskGrader(grading.Grader):
 
     def _receive(self, summary: Summary, gb, out: dict) -> None:
         """Write what a worker sent back (files, log, events), then account for it as the local path does."""
+        out = _rebase(out, out.get("root"), str(self.course.root))
         result = out["result"]
         student = result["student"]
         self.where[student] = f"{out['worker']} (pid {out['pid']})"
@@ -579,6 +581,17 @@ class DaskGrader(grading.Grader):
             if out.get("files"):
                 _untar(out["files"], dest)
         self._finish(summary, gb, result)
+
+
+def _rebase(out: dict, worker_root: str | None, root: str) -> dict:
+    """Messages, events and logs name the worker's copy of the course: make them name the course."""
+    if not worker_root:
+        return out
+    files = out.get("files")
+    text = json.dumps({k: v for k, v in out.items() if k != "files"}, default=str)
+    rebased = json.loads(text.replace(json.dumps(worker_root)[1:-1], json.dumps(root)[1:-1]))
+    rebased["files"] = files
+    return rebased
 
 
 def _append_events(root: Path, assignment: str, student: str, recorded: list[dict]) -> None:
