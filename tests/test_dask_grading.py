@@ -210,3 +210,36 @@ def test_scheduler_from_configuration_and_unreachable_scheduler(tmp_path):
     assert dask_grading.scheduler_choice(argparse.Namespace(scheduler="local", shared_course=None), course) is None
     with pytest.raises(CourseError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         dask_grading.connect(choice["scheduler"], choice["connect_timeout"])
+
+
+def test_cluster_without_sandbox_grades_nothing_then_routes_around(graded, tmp_path):
+    """A worker that cannot start the sandbox refuses: alone, nothing is graded (one clear cause per
+    submission); next to a worker that can, the submissions are graded there."""
+    course = graded["course"]
+    env = _env()
+    env["COURSEKIT_BWRAP"] = str(tmp_path / "no-bwrap")  # no bubblewrap on this "node"
+    with distributed.LocalCluster(n_workers=0, processes=True, dashboard_address=None) as lonely:
+        bad = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", lonely.scheduler_address,
+                                "--nthreads", "1", "--no-nanny", "--no-dashboard"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            before = {p: p.stat().st_mtime for p in course.autograded.rglob("*.ipynb")}
+            refused = coursekit(course, "--scheduler", lonely.scheduler_address, "--force",
+                                "--students", "d_correct", "d_partial")
+            assert refused.returncode == 1, refused.stdout + refused.stderr
+            assert "graded 0, skipped 0 (already graded), failed 2" in refused.stdout, refused.stdout
+            assert "cannot start the kernel sandbox" in refused.stdout, refused.stdout
+            assert "refused to grade" in refused.stderr, refused.stderr
+            # a failed regrade forgets the old copy, as locally; nothing was graded unsandboxed
+            assert not (course.autograded / "d_correct" / A).exists()
+            assert "d_third" in {p.parent.parent.name for p in before}
+            lonely.scale(1)  # a worker that can (the test's environment has bubblewrap)
+            lonely.wait_for_workers(2, timeout=120)
+            routed = coursekit(course, "--scheduler", lonely.scheduler_address,
+                               "--students", "d_correct", "d_partial")
+        finally:
+            bad.kill()
+            bad.wait()
+    assert routed.returncode == 0, routed.stdout + routed.stderr
+    assert "graded 2, skipped 0 (already graded), failed 0" in routed.stdout, routed.stdout + routed.stderr
+    assert auto_scores(course) == graded["scores"]

@@ -8,6 +8,10 @@ under ``.coursekit/bench/``:
 * plain serial ``nbgrader autograde`` and ``coursekit grade --jobs N``, wall
   time, their ratio and seconds per submission, and a check that both
   gradebooks hold the same ``auto_score`` for every grade cell;
+* ``coursekit grade --scheduler`` on a ``distributed.LocalCluster`` of N
+  worker processes, in a third identical course: its wall time, its ratio to
+  ``--jobs N`` (the overhead of going through Dask) and whether its grades
+  equal ``--jobs N``'s (``coursekit.dask_bench``; ``--no-dask`` skips it);
 * where the parallel run's time goes per submission (medians, from the
   workers' per-submission logs and the cell timings nbclient records:
   nbgrader set-up + sanitize, kernel start, execution, trusted checks, the
