@@ -212,34 +212,72 @@ def test_scheduler_from_configuration_and_unreachable_scheduler(tmp_path):
         dask_grading.connect(choice["scheduler"], choice["connect_timeout"])
 
 
-def test_cluster_without_sandbox_grades_nothing_then_routes_around(graded, tmp_path):
+def test_cluster_without_sandbox_grades_nothing_then_routes_around(tmp_path):
     """A worker that cannot start the sandbox refuses: alone, nothing is graded (one clear cause per
-    submission); next to a worker that can, the submissions are graded there."""
-    course = graded["course"]
+    submission); next to a worker that can, the submission is graded there."""
+    course = make_course(tmp_path / "course", [A])
+    nbgrader(course, "generate_assignment", A, "--force")
+    solution = classgen.solution_source(course, A, ANSWER)
+    classgen.write_class(course, A, [classgen.Variant("r_correct", "the solution", {ANSWER: solution})])
     env = _env()
     env["COURSEKIT_BWRAP"] = str(tmp_path / "no-bwrap")  # no bubblewrap on this "node"
-    with distributed.LocalCluster(n_workers=0, processes=True, dashboard_address=None) as lonely:
+    with distributed.LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as lonely:
         bad = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", lonely.scheduler_address,
                                 "--nthreads", "1", "--no-nanny", "--no-dashboard"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            before = {p: p.stat().st_mtime for p in course.autograded.rglob("*.ipynb")}
-            refused = coursekit(course, "--scheduler", lonely.scheduler_address, "--force",
-                                "--students", "d_correct", "d_partial")
+            lonely.wait_for_workers(1, timeout=120)
+            refused = coursekit(course, "--scheduler", lonely.scheduler_address)
             assert refused.returncode == 1, refused.stdout + refused.stderr
-            assert "graded 0, skipped 0 (already graded), failed 2" in refused.stdout, refused.stdout
+            assert "graded 0, skipped 0 (already graded), failed 1" in refused.stdout, refused.stdout
             assert "cannot start the kernel sandbox" in refused.stdout, refused.stdout
             assert "refused to grade" in refused.stderr, refused.stderr
-            # a failed regrade forgets the old copy, as locally; nothing was graded unsandboxed
-            assert not (course.autograded / "d_correct" / A).exists()
-            assert "d_third" in {p.parent.parent.name for p in before}
+            assert not course.autograded.exists() or not any(course.autograded.rglob("*.ipynb"))
+            assert auto_scores(course) == {}
             lonely.scale(1)  # a worker that can (the test's environment has bubblewrap)
             lonely.wait_for_workers(2, timeout=120)
-            routed = coursekit(course, "--scheduler", lonely.scheduler_address,
-                               "--students", "d_correct", "d_partial")
+            routed = coursekit(course, "--scheduler", lonely.scheduler_address)
         finally:
             bad.kill()
             bad.wait()
     assert routed.returncode == 0, routed.stdout + routed.stderr
-    assert "graded 2, skipped 0 (already graded), failed 0" in routed.stdout, routed.stdout + routed.stderr
-    assert auto_scores(course) == graded["scores"]
+    assert "graded 1, skipped 0 (already graded), failed 0" in routed.stdout, routed.stdout + routed.stderr
+    scores = auto_scores(course)["r_correct"]
+    assert all(scores[t] > 0 for t in scores if t.startswith("test_")), scores
+
+
+def test_timeout_and_memory_cap_on_workers(tmp_path, cluster):
+    """--timeout stops a looping submission on its worker (no grade, a timeout event, no process left);
+    --memory reaches the kernel there (3 GB refused: MemoryError, graded 0)."""
+    course = make_course(tmp_path / "course", [A])
+    nbgrader(course, "generate_assignment", A, "--force")
+    classgen.write_class(course, A, [
+        classgen.Variant("t_loop", "loops", {ANSWER: "import time\nwhile True:\n    time.sleep(0.5)\n"}),
+        classgen.Variant("t_hog", "too much memory", {ANSWER: "hog = bytearray(3 * 1024 ** 3)  # 3 GB\n"}),
+    ])
+    hogged = coursekit(course, "--scheduler", cluster.scheduler_address, "--students", "t_hog", "--memory", "1500")
+    assert hogged.returncode == 0, hogged.stdout + hogged.stderr
+    looped = coursekit(course, "--scheduler", cluster.scheduler_address, "--students", "t_loop", "--timeout", "20")
+    assert looped.returncode == 1, looped.stdout + looped.stderr  # nothing could be graded
+    assert "graded 0, skipped 0 (already graded), failed 1" in looped.stdout, looped.stdout + looped.stderr
+    assert "t_loop: timeout: grading took more than 20 s" in looped.stdout, looped.stdout
+    assert [e["kind"] for e in events.read(course.root, A, "t_loop")][-1] == "timeout"
+    assert "t_loop" not in auto_scores(course)
+    assert not (course.autograded / "t_loop").exists() or not any((course.autograded / "t_loop").rglob("*"))
+    assert not (course.state / "grading" / A / "t_loop.inflight").exists()
+    hog = json.loads((course.autograded / "t_hog" / A / "batchnorm1d.ipynb").read_text())
+    cell = next(c for c in hog["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == ANSWER)
+    assert [o.get("ename") for o in cell["outputs"]] == ["MemoryError"], cell["outputs"]
+    scores = auto_scores(course)["t_hog"]
+    assert not any(scores[t] for t in scores if t.startswith("test_")), scores
+    # the stopped submission left no kernel behind on its worker
+    import psutil
+    left = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any("t_loop" in part for part in p.info["cmdline"] or []):
+                left.append(p)
+        except psutil.Error:
+            continue
+    assert not left, left
