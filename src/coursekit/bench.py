@@ -8,6 +8,10 @@ under ``.coursekit/bench/``:
 * plain serial ``nbgrader autograde`` and ``coursekit grade --jobs N``, wall
   time, their ratio and seconds per submission, and a check that both
   gradebooks hold the same ``auto_score`` for every grade cell;
+* ``coursekit grade --scheduler`` on a ``distributed.LocalCluster`` of N
+  worker processes, in a third identical course: its wall time, its ratio to
+  ``--jobs N`` (the overhead of going through Dask) and whether its grades
+  equal ``--jobs N``'s (``coursekit.dask_bench``; ``--no-dask`` skips it);
 * where the parallel run's time goes per submission (medians, from the
   events each submission records and the cell timings nbclient records:
   nbgrader set-up + sanitize, kernel start, execution, trusted checks, the
@@ -38,7 +42,7 @@ import sys
 import time
 from pathlib import Path
 
-from coursekit import classgen, events, gradebook
+from coursekit import classgen, dask_bench, events, gradebook
 from coursekit.nbrun import venv_env
 from coursekit.paths import MODE_VARIABLE, Course, CourseError
 
@@ -239,7 +243,8 @@ def sandbox_startup() -> dict | None:
 
 # ---------------------------------------------------------------- the bench
 
-def bench(repo: Course, size: int = 40, jobs: int = 2, solutions: bool = True, keep: bool = False) -> dict:
+def bench(repo: Course, size: int = 40, jobs: int = 2, solutions: bool = True, keep: bool = False,
+          dask: bool = True) -> dict:
     if size < 40:
         print(f"note: {size} submissions (the bench's reference size is 40)", file=sys.stderr)
     work = repo.state / "bench"
@@ -253,6 +258,7 @@ def bench(repo: Course, size: int = 40, jobs: int = 2, solutions: bool = True, k
     print(f"class: {size} submissions of {BENCH_ASSIGNMENT} ...", file=sys.stderr, flush=True)
     serial, parallel, n = make_courses(repo, work, size)
     result["submissions"] = n
+    on_dask = dask_bench.copy_course(serial, work) if dask else None
 
     print("serial: nbgrader autograde ...", file=sys.stderr, flush=True)
     # nbgrader exits 1 when some submission cannot be graded: the run still counts
@@ -273,6 +279,9 @@ def bench(repo: Course, size: int = 40, jobs: int = 2, solutions: bool = True, k
         "serial": round(t_serial / n / result["floor_s"], 2),
         "parallel": round(t_parallel / n / result["floor_s"], 2)}
     result["grades"] = compare(serial, parallel)
+    if on_dask is not None:
+        print(f"dask: coursekit grade --scheduler (LocalCluster, {jobs} workers) ...", file=sys.stderr, flush=True)
+        result["dask"] = dask_bench.run(on_dask, parallel, jobs, t_parallel, work, _timed, compare, BENCH_ASSIGNMENT)
     result["worker_phases_median_s"] = profile(parallel)
     result["sandbox_startup"] = sandbox_startup()
     if solutions:
@@ -301,7 +310,7 @@ def print_table(r: dict) -> None:
         ("speed-up", f"{r['speedup']:.2f}x (target {r['speedup_target']:g}x: "
                      f"{'met' if r['speedup'] >= r['speedup_target'] else 'NOT met'})"),
         ("grades identical", f"{'yes' if r['grades']['identical'] else 'NO'} ({r['grades']['students']} students)"),
-    ]
+    ] + dask_bench.table_rows(r)
     for phase, secs in r.get("worker_phases_median_s", {}).items():
         rows.append((f"  per submission in a worker: {phase}",
                      f"{secs:.2f} s (median)" if isinstance(secs, float) else str(secs)))
@@ -327,15 +336,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="jobs of coursekit grade (default 2)")
     parser.add_argument("--no-solutions", action="store_true", help="skip timing the solution notebooks")
     parser.add_argument("--keep", action="store_true", help="keep the scratch courses in .coursekit/bench")
+    parser.add_argument("--no-dask", action="store_true", help="skip the Dask LocalCluster run")
     parser.add_argument("--out", default=None, help="JSON output (default: reports/bench.json)")
 
 
 def run(args) -> int:
     repo = Course.at(args.course)
-    result = bench(repo, size=args.students, jobs=args.jobs, solutions=not args.no_solutions, keep=args.keep)
+    result = bench(repo, size=args.students, jobs=args.jobs, solutions=not args.no_solutions, keep=args.keep,
+                   dask=not args.no_dask)
     out = Path(args.out) if args.out else repo.reports / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print_table(result)
     print(f"\nwritten: {out}")
-    return 0 if result["grades"]["identical"] else 1
+    return 0 if result["grades"]["identical"] and result.get("dask", {}).get("grades_identical_to_jobs", True) else 1

@@ -120,6 +120,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no warm kernel server: every kernel imports torch itself (slower; for comparison)")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 1 when any submission could not be graded")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="grade on the Dask cluster of this scheduler (tcp://host:8786; default: "
+                             "c.DaskGrading.scheduler, else local workers; `local` forces local workers)")
+    parser.add_argument("--shared-course", default=None, metavar="PATH",
+                        help="with --scheduler: the course root as the Dask workers see it (shared file "
+                             "system); default: the course's files travel with the tasks")
 
 
 def run(args) -> int:
@@ -140,9 +146,16 @@ def _run(args) -> int:
                           f"collect first (coursekit collect {args.assignment} MOODLE.zip)")
     if ensure_assignment(course, args.assignment):  # a fresh clone: gradebook.db is not committed
         print(f"{args.assignment} added to {course.gradebook} (nbgrader generate_assignment; release/ untouched)")
-    summary = grade(course, args.assignment, jobs=args.jobs, force=args.force, timeout=args.timeout,
-                    memory_mb=args.memory, students=args.students, warm=not args.cold,
-                    threads=args.threads)
+    from coursekit import dask_grading
+    cluster = dask_grading.scheduler_choice(args, course)
+    if cluster:  # the same grading, on a Dask cluster (coursekit.dask_grading)
+        summary = dask_grading.grade(course, args.assignment, force=args.force, timeout=args.timeout,
+                                     memory_mb=args.memory, students=args.students, warm=not args.cold,
+                                     threads=args.threads, **cluster)
+    else:
+        summary = grade(course, args.assignment, jobs=args.jobs, force=args.force, timeout=args.timeout,
+                        memory_mb=args.memory, students=args.students, warm=not args.cold,
+                        threads=args.threads)
     print_summary(summary, args.assignment, course)
     if summary.failed and not summary.graded and not summary.skipped:
         print(f"coursekit grade: no submission of {args.assignment} could be graded "
