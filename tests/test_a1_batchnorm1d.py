@@ -67,7 +67,7 @@ def test_source_cells_and_metadata():
     assert ids.index("shared_course_utils") < ids.index("bn1d_impl") < ids.index(catalogue.TESTS[0])
     assert ids.index(catalogue.TESTS[-1]) < ids.index("answer_mlp")
     shared = nb.cells[ids.index("shared_course_utils")]
-    assert shared.source.startswith("# coursekit: shared course_utils.py\n") and _nbg(shared)["locked"]
+    assert shared.source.split("\n", 1)[1].startswith("# coursekit: shared course_utils.py\n") and _nbg(shared)["locked"]
     assert not _nbg(shared)["grade"] and not _nbg(shared)["solution"]
 
 
