@@ -217,7 +217,7 @@ def a1(monkeypatch_module):
     nb = read_nb(A1)
     ns = dict(vars(shared_module("course_utils.py", "course_loops.py")))
     torch.set_num_threads(1)
-    for cell_id in ("bn1d-impl", "part2-data", "part2-model"):
+    for cell_id in ("bn1d-impl", "part2-data", "part2-model", "part3-code"):
         exec(compile(cell(nb, cell_id), cell_id, "exec"), ns)
     monkeypatch_module.setattr(torchvision.datasets, "FashionMNIST", FakeFashionMNIST)
     ns["full"] = ns["load_tabular"](fast=False, root="unused")
@@ -383,11 +383,11 @@ def test_a1_bn_output_ignores_the_scale_of_the_weights_before_it(a1):
     nb, ns = a1
     train = ns["full"][0]
     x = torch.stack([train[i][0] for i in range(512)])
-    layer = torch.nn.Linear(784, 128)
+    layer = ns["scale_init"](torch.nn.Linear(784, 128), 0.1)  # the experiment's s = 0.1
     bn = ns["MyBatchNorm1d"](128).train()
     with torch.no_grad():
         out = bn(layer(x))
-        for c in (0.1, 100.0):  # (with c = 0.01 the variance nears eps and x_hat shrinks, as the answer says)
+        for c in (0.1, 10.0):  # (far smaller, the variance nears eps and x_hat shrinks, as the answer says)
             scaled = torch.nn.Linear(784, 128)
             scaled.weight.copy_(c * layer.weight)
             scaled.bias.copy_(c * layer.bias)
