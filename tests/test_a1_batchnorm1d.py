@@ -40,12 +40,13 @@ def test_source_cells_and_metadata():
     nb = _read(SOURCE)
     answers = [c for c in nb.cells if _nbg(c).get("solution")]
     assert [(_nbg(c)["grade_id"], c.cell_type, bool(_nbg(c).get("grade"))) for c in answers] == [
-        ("bn1d_impl", "code", False), ("answer_mlp", "markdown", True)]
-    assert _nbg(answers[1])["points"] == 2
+        ("bn1d_impl", "code", False), ("answer_mlp", "markdown", True), ("answer_experiments", "markdown", True)]
+    assert _nbg(answers[1])["points"] == _nbg(answers[2])["points"] == 2
     impl = answers[0].source
     assert impl.count("### BEGIN SOLUTION") == impl.count("### END SOLUTION") == 4
     assert sum(c.source.count("### BEGIN SOLUTION") for c in nb.cells if c.cell_type == "code") == 4
-    assert answers[1].source.count("### BEGIN SOLUTION") == answers[1].source.count("### END SOLUTION") == 1
+    for written in answers[1:]:
+        assert written.source.count("### BEGIN SOLUTION") == written.source.count("### END SOLUTION") == 1
     # the seed's API is given, not to be written
     for given in ("class MyBatchNorm1d(nn.Module)", "def __init__(self, num_features, eps=1e-5, momentum=0.1)",
                   'register_buffer("running_mean"', 'register_buffer("running_var"',
@@ -67,8 +68,57 @@ def test_source_cells_and_metadata():
     assert ids.index("shared_course_utils") < ids.index("bn1d_impl") < ids.index(catalogue.TESTS[0])
     assert ids.index(catalogue.TESTS[-1]) < ids.index("answer_mlp")
     shared = nb.cells[ids.index("shared_course_utils")]
-    assert shared.source.startswith("# coursekit: shared course_utils.py\n") and _nbg(shared)["locked"]
+    assert shared.source.split("\n", 1)[1].startswith("# coursekit: shared course_utils.py\n") and _nbg(shared)["locked"]
     assert not _nbg(shared)["grade"] and not _nbg(shared)["solution"]
+    # Colab opens the notebook on a GPU runtime, as the other assignments
+    assert nb.metadata["accelerator"] == "GPU" and nb.metadata["colab"]["gpuType"] == "T4"
+    # the tests' helper is a locked given cell right before the first test
+    tools = nb.cells[ids.index("test_tools")]
+    assert ids.index("test_tools") + 1 == ids.index(catalogue.TESTS[0]) and _nbg(tools)["locked"]
+
+
+def test_questions_show_their_points_and_students_see_no_authors_text():
+    """Every written question states its points; what students see names no grade_id (text for authors) and no
+    solution line of the skeleton (the failure messages point where to look, they do not dictate the code)."""
+    nb = _read(RELEASE)
+    ids = [_nbg(c).get("grade_id") for c in _read(SOURCE).cells]
+    for gid in ("answer_mlp", "answer_experiments"):
+        question = _read(SOURCE).cells[ids.index(gid) - 1].source
+        points = _nbg(_read(SOURCE).cells[ids.index(gid)])["points"]
+        assert re.match(rf"### Pregunta \d \({points} punts, correcció manual\)", question), question[:80]
+    # the final self-check (added by the student guide, folded in Colab) lists the parts by grade_id in its data
+    visible = "\n".join(c.source for c in nb.cells if "coursekit" not in c.metadata)
+    for gid in catalogue.TESTS:
+        assert gid not in visible, gid
+    dictated = ("(1 - momentum) * running_mean", "sqrt(batch_var + eps)", "sqrt(var + eps)", "batch_mean.detach()",
+                "n/(n-1)) i running_var =", "no feu servir torch.no_grad()")
+    for cell in nb.cells:
+        if cell.cell_type == "code" and (_nbg(cell).get("grade") or _nbg(cell).get("solution")):  # skeleton, tests
+            for text in dictated:
+                assert text not in cell.source, (cell.get("id"), text)
+    # the skeleton leaves how to keep the buffers out of autograd to the student (the tests may use no_grad)
+    assert "no_grad" not in classgen.cell_by_grade_id(nb, "bn1d_impl").source
+
+
+def test_shared_cells_are_titled_colab_forms(tmp_path):
+    """The shared helper cells open folded in Colab (first line a "@title" form); a cell still in the old form
+    (marker on the first line) is recognised and rewritten by sync."""
+    release = _read(RELEASE)
+    for cell, filename in nbshared.shared_cells(release):
+        first = cell.source.split("\n", 1)[0]
+        assert first.startswith("# @title ") and first.endswith('{ display-mode: "form" }') and filename in first
+    course = make_course(tmp_path / "course", [ASSIGNMENT])
+    path = course.source / ASSIGNMENT / NOTEBOOK
+    nb = _read(path)
+    cell = classgen.cell_by_grade_id(nb, "shared_course_utils")
+    cell.source = "# coursekit: shared course_utils.py\nold = 1\n"
+    import nbformat
+    nbformat.write(nb, str(path))
+    assert [(c.source, f) for c, f in nbshared.shared_cells(_read(path)) if f == "course_utils.py"] == [
+        (cell.source, "course_utils.py")]
+    assert path in nbshared.sync(course)
+    synced = classgen.cell_by_grade_id(_read(path), "shared_course_utils").source
+    assert synced == nbshared.expected_source(course, "course_utils.py") and synced.startswith("# @title ")
 
 
 def test_hidden_guard_is_identical_in_every_test_cell():
@@ -103,7 +153,8 @@ def test_release_has_four_blanks_and_nothing_hidden():
     impl = classgen.cell_by_grade_id(release, "bn1d_impl").source
     assert len(STUB_RE.findall(impl)) == 4
     assert sum(c.source.count("raise NotImplementedError()") for c in release.cells) == 4
-    assert classgen.cell_by_grade_id(release, "answer_mlp").source.strip() == TEXT_STUB
+    for gid in ("answer_mlp", "answer_experiments"):
+        assert classgen.cell_by_grade_id(release, gid).source.strip() == TEXT_STUB
     for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS", "guarda comuna", "_Ref"):
         assert marker not in text, marker
     # no line of the instructor's solutions (code or written answer) survives
@@ -111,8 +162,9 @@ def test_release_has_four_blanks_and_nothing_hidden():
     for region in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", src_impl, flags=re.DOTALL):
         for line in region.strip().splitlines():
             assert line.strip() not in impl, line
-    for line in classgen.cell_by_grade_id(source, "answer_mlp").source.splitlines():
-        assert not line.strip() or line.strip() not in text
+    for gid in ("answer_mlp", "answer_experiments"):
+        for line in classgen.cell_by_grade_id(source, gid).source.splitlines():
+            assert not line.strip() or line.strip() not in text
     for cell in release.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None
@@ -151,7 +203,7 @@ def test_release_alone_fails_only_in_the_blanks(tmp_path, monkeypatch):
             assert out.ename == "NotImplementedError", (cell.get("id"), out.ename, out.evalue)
             frames = re.findall(r"Cell In\[(\d+)\]", re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(out.traceback)))
             assert frames and int(frames[-1]) == answer_count, (cell.get("id"), out.traceback)
-    expected = [c.get("id") for c in _test_cells(nb)] + ["part2-train-bn"]
+    expected = [c.get("id") for c in _test_cells(nb)] + ["part2-train-bn", "part3-init-scale", "part3-placement"]
     assert failing == expected
     assert not any(work.iterdir()), "fast mode must not download or write anything"
 
@@ -177,7 +229,7 @@ def test_catalogue_is_consistent():
     required = {"eps_outside_sqrt", "biased_running_var", "reversed_momentum", "batch_stats_in_eval",
                 "stats_never_updated", "unbiased_var_normalise", "hardcoded_momentum", "hardcoded_eps",
                 "running_stats_history", "input_modified_inplace", "delegates_f_batch_norm",
-                "subclass_batchnorm1d", "patched_allclose"}
+                "subclass_batchnorm1d", "patched_allclose", "eval_no_grad", "eval_detach"}
     assert required <= set(students)
     delegations = [v for v in VARIANTS if "delegat" in v.student or v.student in ("subclass_batchnorm1d", "wraps_batchnorm1d")]
     assert delegations and all(v.fails == "all" for v in delegations)
@@ -195,7 +247,7 @@ def test_gradebook_lists_the_tests_of_the_notebook(graded):
     for course in courses:
         assert tuple(gradebook.autograded_tests(course, ASSIGNMENT)) == catalogue.TESTS
     assert set(scores) == {v.student for v in VARIANTS}
-    assert maxima["answer_mlp"] == 2 and all(maxima[t] > 0 for t in catalogue.TESTS)
+    assert maxima["answer_mlp"] == maxima["answer_experiments"] == 2 and all(maxima[t] > 0 for t in catalogue.TESTS)
 
 
 def test_solution_gets_every_point_and_blank_none(graded):

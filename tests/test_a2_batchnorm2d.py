@@ -78,7 +78,7 @@ def test_source_cells_and_metadata():
     assert ids.index(catalogue.LAYER_TESTS[-1]) < ids.index(catalogue.FUNCTION) < ids.index(catalogue.FUNCTION_TESTS[0])
     assert ids.index(catalogue.FUNCTION_TESTS[-1]) < ids.index("experiment_code") < ids.index(QUESTION)
     shared = nb.cells[ids.index("shared_course_utils")]
-    assert shared.source.startswith("# coursekit: shared course_utils.py\n") and _nbg(shared)["locked"]
+    assert shared.source.split("\n", 1)[1].startswith("# coursekit: shared course_utils.py\n") and _nbg(shared)["locked"]
     assert not _nbg(shared)["grade"] and not _nbg(shared)["solution"]
     for read_only in ("setup", "experiment_code", "experiment_run"):
         assert _nbg(nb.cells[ids.index(read_only)])["locked"], read_only
@@ -141,7 +141,7 @@ def test_release_has_six_blanks_and_nothing_hidden():
         assert rel_cell.source.strip() == src_cell.source.split("### BEGIN HIDDEN TESTS")[0].strip()
         assert _nbg(rel_cell)["locked"] and _nbg(rel_cell)["points"] == _nbg(src_cell)["points"]
     shared = classgen.cell_by_grade_id(release, "shared_course_utils").source
-    assert shared == "# coursekit: shared course_utils.py\n" + \
+    assert shared.split("\n", 1)[1] == "# coursekit: shared course_utils.py\n" + \
         (REPO / "notebooks" / "course_utils.py").read_text(encoding="utf-8").rstrip("\n")
 
 

@@ -75,7 +75,7 @@ def test_source_cells_and_metadata():
         meta = _nbg(nb.cells[ids.index(g)])
         assert meta["locked"] and not meta["grade"] and not meta["solution"], g
     shared = nb.cells[ids.index("shared_course_utils")]
-    assert shared.source.startswith("# coursekit: shared course_utils.py\n")
+    assert shared.source.split("\n", 1)[1].startswith("# coursekit: shared course_utils.py\n")
 
 
 def test_release_validate_lists_exactly_the_blanks(tmp_path, monkeypatch):
@@ -159,7 +159,7 @@ def test_release_has_the_blanks_and_nothing_hidden():
         assert rel_cell.source.strip() == src_cell.source.split("### BEGIN HIDDEN TESTS")[0].strip()
         assert _nbg(rel_cell)["locked"] and _nbg(rel_cell)["points"] == _nbg(src_cell)["points"]
     shared = classgen.cell_by_grade_id(release, "shared_course_utils").source
-    assert shared == "# coursekit: shared course_utils.py\n" + \
+    assert shared.split("\n", 1)[1] == "# coursekit: shared course_utils.py\n" + \
         (REPO / "notebooks" / "course_utils.py").read_text(encoding="utf-8").rstrip("\n")
 
 

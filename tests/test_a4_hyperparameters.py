@@ -78,7 +78,7 @@ def test_source_cells_and_metadata():
         assert "FAST" not in c.source, f"{meta['grade_id']}: graded results must not depend on the mode"
     assert sum(_nbg(c)["points"] for c in tests) == 16
     shared = nb.cells[ids.index("shared_course_utils")]
-    assert shared.source.startswith("# coursekit: shared course_utils.py\n") and _nbg(shared)["locked"]
+    assert shared.source.split("\n", 1)[1].startswith("# coursekit: shared course_utils.py\n") and _nbg(shared)["locked"]
     for read_only in ("setup", "experiment_code", "experiment_data", *EXPERIMENTS):
         assert _nbg(nb.cells[ids.index(read_only)])["locked"], read_only
     for experiment in EXPERIMENTS:

@@ -84,7 +84,7 @@ def test_source_cells_and_metadata():
     for g in GIVEN:
         meta = _nbg(nb.cells[ids.index(g)])
         assert meta["locked"] and not meta["grade"] and not meta["solution"], g
-    assert nb.cells[ids.index("shared_course_utils")].source.startswith("# coursekit: shared course_utils.py\n")
+    assert nb.cells[ids.index("shared_course_utils")].source.split("\n", 1)[1].startswith("# coursekit: shared course_utils.py\n")
     # the cells whose outputs the written answers discuss are tagged as evidence
     tagged = [c.get("id") for c in nb.cells if "evidence" in c.metadata.get("tags", [])]
     assert tuple(tagged) == EVIDENCE
@@ -140,7 +140,7 @@ def test_release_has_the_blanks_and_nothing_hidden():
         assert rel_cell.source.strip() == src_cell.source.split("### BEGIN HIDDEN TESTS")[0].strip()
         assert _nbg(rel_cell)["locked"] and _nbg(rel_cell)["points"] == _nbg(src_cell)["points"]
     shared = classgen.cell_by_grade_id(release, "shared_course_utils").source
-    assert shared == "# coursekit: shared course_utils.py\n" + \
+    assert shared.split("\n", 1)[1] == "# coursekit: shared course_utils.py\n" + \
         (REPO / "notebooks" / "course_utils.py").read_text(encoding="utf-8").rstrip("\n")
 
 

@@ -1,11 +1,13 @@
 """One source of truth for helper code that several notebooks share.
 
 The shared code lives in ``notebooks/*.py`` (plain Python that needs only what
-Colab ships).  A source notebook includes a file by a code cell whose first
-line is the marker ``# coursekit: shared <file>.py``; ``coursekit sync``
-rewrites the rest of every such cell with the file's current content, so the
-release notebooks (generated from source/) carry the code inline and open
-alone in Colab.  Such cells should be nbgrader read-only cells (locked), so
+Colab ships).  A source notebook includes a file by a code cell that carries the
+marker line ``# coursekit: shared <file>.py`` (its first line, or its second
+after a Colab ``# @title`` line); ``coursekit sync`` rewrites every such cell
+as a Colab form titled for students (Colab shows the title and folds the
+code away), the marker, then the file's current content, so the release
+notebooks (generated from source/) carry the code inline and open alone in
+Colab.  Such cells should be nbgrader read-only cells (locked), so
 that autograding restores them whatever the student did.
 """
 from __future__ import annotations
@@ -19,6 +21,9 @@ import nbformat
 from coursekit.paths import Course, CourseError
 
 MARKER_RE = re.compile(r"^# coursekit: shared (?P<file>[\w.-]+\.py)[ \t]*$")
+TITLE_RE = re.compile(r"^#\s*@title\b")
+# First line of every shared cell: Colab folds a cell whose first line is a "@title" form, showing the title only.
+TITLE = '# @title Codi comú del curs: {filename} (executeu-la; no cal obrir-la) {{ display-mode: "form" }}'
 
 
 def shared_dir(course: Course) -> Path:
@@ -29,7 +34,8 @@ def expected_source(course: Course, filename: str) -> str:
     path = shared_dir(course) / filename
     if not path.is_file():
         raise CourseError(f"a notebook cell includes notebooks/{filename}, which does not exist")
-    return f"# coursekit: shared {filename}\n" + path.read_text(encoding="utf-8").rstrip("\n")
+    return (TITLE.format(filename=filename) + f"\n# coursekit: shared {filename}\n"
+            + path.read_text(encoding="utf-8").rstrip("\n"))
 
 
 def shared_cells(nb):
@@ -37,8 +43,10 @@ def shared_cells(nb):
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        first = cell.source.split("\n", 1)[0]
-        m = MARKER_RE.match(first)
+        lines = cell.source.split("\n", 2)
+        m = MARKER_RE.match(lines[0])
+        if not m and len(lines) > 1 and TITLE_RE.match(lines[0]):
+            m = MARKER_RE.match(lines[1])
         if m:
             yield cell, m.group("file")
 

@@ -50,6 +50,17 @@ def spec(seed: int) -> dict:
     out["gradients"] = {"cases": [{"x": batch(BIG, f, std=(1.0, 3.0)).tolist(),
                                    "w": (2 + torch.randn(BIG, f, generator=g)).tolist(), **affine(f)}
                                   for f in (3, 5)]}
+    eval_grad_cases = []
+    for n, f in ((12, 4), (40, 3)):
+        x = batch(n, f)
+        centred = x - x.mean(0)
+        # upstream gradient with no component along the mean or x_hat: an eval branch that normalises with the
+        # batch's statistics (judged by test_eval_output) gets the same gradient; only a cut graph differs
+        w = torch.randn(n, f, generator=g)
+        w = w - w.mean(0)
+        w = w - centred * (w * centred).sum(0) / (centred * centred).sum(0)
+        eval_grad_cases.append({"x": x.tolist(), "w": w.tolist(), **stats_of(x), **affine(f)})
+    out["eval_gradients"] = {"cases": eval_grad_cases}
     out["momentum"] = {"cases": [{"momentum": m, "batches": [batch(n, 4).tolist() for n in sizes], **affine(4)}
                                  for m, sizes in ((0.3, (BIG, 1500, 1024)), (0.75, (1200, BIG)))]}
     eps_cases = []
@@ -88,6 +99,10 @@ def reference(spec: dict) -> dict:
         gamma = property(lambda self: self.weight)
         beta = property(lambda self: self.bias)
 
+    class ReferenceOther(Reference):
+        def __init__(self, num_features, **kwargs):
+            super().__init__(num_features, **{**kwargs, "momentum": 1 - kwargs.get("momentum", 0.1)})
+
     probe = runpy.run_path(str(PROBE))
     out = {}
     threads = torch.get_num_threads()
@@ -97,6 +112,9 @@ def reference(spec: dict) -> dict:
             if name in ("buffers", "own"):   # judged on their own, not against the reference
                 continue
             out[name] = {"error": None, **scenario(Reference, torch, spec[name])}
+        # the opposite convention of momentum (Keras: m weighs the old value) is PyTorch's with 1 - m; the tests
+        # of running_mean / running_var accept it, test_momentum alone judges the convention
+        out["running_other"] = {"error": None, **probe["SCENARIOS"]["running"](ReferenceOther, torch, spec["running"])}
     finally:
         torch.set_num_threads(threads)
     return out
@@ -165,7 +183,13 @@ def _running(key: str, what: str, tol: float = 1e-5):
                 if detail:
                     return f"{what} no coincideix amb nn.BatchNorm1d després del pas {step + 1} ({detail})"
         return None
-    return compare
+
+    def either_convention(student, ref):
+        # the convention of momentum is judged by test_momentum alone
+        other = {**ref, "running": ref["running_other"]}
+        detail = compare(student, ref)
+        return detail if detail and compare(student, other) else None
+    return either_convention
 
 
 def _eval_buffers_unchanged(student, ref):
@@ -196,10 +220,10 @@ def _finite_grads(student, ref):
     import numpy as np
 
     for index, case in enumerate(field_of(student, "constant", "cases") or []):
-        for key in ("x", "gamma", "beta"):
+        for key in ("gamma", "beta"):
             array = as_array(field_of(case, key) if isinstance(case, dict) else None)
             if array is None or not np.isfinite(array).all():
-                return f"amb columnes (gairebé) constants els gradients no són finits (cas {index + 1})"
+                return f"amb columnes (gairebé) constants els gradients de gamma i beta no són finits (cas {index + 1})"
     return None
 
 
@@ -216,7 +240,7 @@ def _buffers(student, ref) -> str | None:
         if info.get("in_state_dict") is not True:
             return f"{name} ha d'aparèixer a state_dict() amb el seu valor actual"
         if info.get("history") is not False:
-            return f"{name} arrossega historial d'autograd: fes servir torch.no_grad() o .detach()"
+            return f"{name} arrossega historial d'autograd (secció 2, buffers sense historial)"
     if field_of(student, "buffers", "double") != ["torch.float64", "torch.float64"]:
         return "running_mean i running_var han de seguir la capa quan es converteix (.double())"
     return None
@@ -232,7 +256,7 @@ def _inplace(student, ref) -> str | None:
     for got, want in zip(got_cases, want_cases):
         if not isinstance(got, dict) or got.get("version_changed") is not False \
                 or close(got.get("x"), want["x"], 0.0, 0.0):
-            return "forward ha modificat l'entrada x: no facis operacions in situ sobre x"
+            return "forward ha modificat l'entrada x: la capa no ha de canviar el tensor que rep (secció 2)"
     return None
 
 
@@ -269,6 +293,10 @@ CHECKS = AssignmentChecks(
             _cases("gradients", "x", 1e-3, "el gradient respecte de l'entrada", by_max=True),
             _cases("gradients", "gamma", 1e-3, "el gradient respecte de gamma", by_max=True),
             _cases("gradients", "beta", 1e-3, "el gradient respecte de beta", by_max=True))),
+        Check("test_eval_gradients", "Gradients en mode eval", _all(
+            _cases("eval_gradients", "x", 1e-3, "en mode eval, el gradient respecte de l'entrada", by_max=True),
+            _cases("eval_gradients", "gamma", 1e-3, "en mode eval, el gradient respecte de gamma", by_max=True),
+            _cases("eval_gradients", "beta", 1e-3, "en mode eval, el gradient respecte de beta", by_max=True))),
         Check("test_momentum", "momentum", _all(
             _cases("momentum", "mean", 1e-3, "amb un momentum no per defecte, running_mean"),
             _cases("momentum", "var", 1e-3, "amb un momentum no per defecte, running_var"))),

@@ -24,7 +24,7 @@ ANSWER = "bn1d_impl"
 # Test cells (grade_id) of the notebook, in order.
 TESTS = (
     "test_train_output", "test_running_mean", "test_running_var", "test_eval_output", "test_gradients",
-    "test_momentum", "test_eps", "test_float64", "test_constant_feature", "test_buffers",
+    "test_eval_gradients", "test_momentum", "test_eps", "test_float64", "test_constant_feature", "test_buffers",
     "test_input_unmodified", "test_own_impl",
 )
 
@@ -126,12 +126,17 @@ PATCH_REFERENCE = _DELEGATION["PATCH_REFERENCE"]
 
 def _variants() -> list[Variant]:
     running = {"test_running_mean", "test_running_var", "test_momentum"}
+    # The convention of momentum (which value keeps the weight m) is judged by test_momentum alone: the tests of
+    # running_mean / running_var judge what is accumulated, so the Keras convention costs only test_momentum.
     return [
         Variant("solution", "the instructor's solution", {ANSWER: solution()}),
         Variant("blank", "the release handed in untouched", {}, fails="all"),
         Variant("correct_reassign", "correct: buffers reassigned from detached stats, rsqrt",
                 {ANSWER: edit(*REASSIGN_DETACH)}),
         Variant("correct_lerp", "correct: lerp_ on the buffers, ** 0.5", {ANSWER: edit(*LERP)}),
+        Variant("correct_inplace_on_a_copy", "correct: centres a copy of x in place (x = x.clone(); x -= mean)",
+                {ANSWER: edit((TRAIN_X_HAT, I + "x = x.clone()\n" + I + "x -= batch_mean\n" + I + "x_hat = x / torch.sqrt(batch_var + self.eps)\n"),
+                              (EVAL_X_HAT, I + "x = x - self.running_mean\n" + I + "x_hat = x / torch.sqrt(self.running_var + self.eps)\n"))}),
         Variant("correct_rewritten", "correct: whole cell rewritten (sums, no_grad helper)", {ANSWER: REWRITTEN}),
         Variant("eps_outside_sqrt", "eps outside the square root: sqrt(var) + eps",
                 {ANSWER: edit(*EPS_OUTSIDE)}, fails={"test_eps", "test_constant_feature"}),
@@ -139,7 +144,7 @@ def _variants() -> list[Variant]:
                 {ANSWER: edit((RUNNING_VAR, I + "    self.running_var.mul_(1 - self.momentum).add_(self.momentum * batch_var)\n"))},
                 fails={"test_running_var"}),
         Variant("reversed_momentum", "momentum weighs the old value (Keras convention)",
-                {ANSWER: edit(*REVERSED_MOMENTUM)}, fails=running),
+                {ANSWER: edit(*REVERSED_MOMENTUM)}, fails={"test_momentum"}),
         Variant("batch_stats_in_eval", "eval normalises with the batch statistics",
                 {ANSWER: edit((EVAL_X_HAT, I + "x_hat = (x - x.mean(dim=0)) / torch.sqrt(x.var(dim=0, unbiased=False) + self.eps)\n"))},
                 fails={"test_eval_output"}),
@@ -162,11 +167,22 @@ def _variants() -> list[Variant]:
                               (NO_GRAD + RUNNING_VAR,
                                I + "self.running_var = (1 - self.momentum) * self.running_var + self.momentum * n / (n - 1) * batch_var\n"))},
                 fails={"test_buffers"}),
-        # Modifying x in place also breaks autograd (x is saved for the backward of batch_var).
+        # Modifying x in place also breaks the training-mode gradient (x is saved for the backward of batch_var,
+        # and a leaf that requires grad cannot be modified in place); nothing else.
         Variant("input_modified_inplace", "x -= mean: the input is modified in place",
                 {ANSWER: edit((TRAIN_X_HAT, I + "x -= batch_mean\n" + I + "x_hat = x / torch.sqrt(batch_var + self.eps)\n"),
                               (EVAL_X_HAT, I + "x -= self.running_mean\n" + I + "x_hat = x / torch.sqrt(self.running_var + self.eps)\n"))},
-                fails={"test_input_unmodified", "test_gradients", "test_constant_feature"}),
+                fails={"test_input_unmodified", "test_gradients"}),
+        Variant("eval_no_grad", "eval branch computed under torch.no_grad() (the gradient is cut in eval)",
+                {ANSWER: edit((EVAL_X_HAT, I + "with torch.no_grad():\n    " + EVAL_X_HAT))},
+                fails={"test_eval_gradients"}),
+        Variant("eval_detach", "eval branch normalises x.detach() (the gradient is cut in eval)",
+                {ANSWER: edit((EVAL_X_HAT, EVAL_X_HAT.replace("(x - ", "(x.detach() - ")))},
+                fails={"test_eval_gradients"}),
+        Variant("keras_momentum_written_out", "Keras convention in the running_mean update only (m keeps the old value)",
+                {ANSWER: edit((RUNNING_MEAN, I + "    keep = self.momentum\n" + I
+                               + "    self.running_mean.copy_(keep * self.running_mean + (1 - keep) * batch_mean)\n"))},
+                fails={"test_momentum"}),
         Variant("detached_batch_stats", "x_hat from detached batch statistics (wrong gradient)",
                 {ANSWER: edit((TRAIN_X_HAT, I + "x_hat = (x - batch_mean.detach()) / torch.sqrt(batch_var.detach() + self.eps)\n"))},
                 fails={"test_gradients"}),
