@@ -73,12 +73,35 @@ def gradients(target, torch, spec):
     return {"cases": out}
 
 
+def eval_gradients(target, torch, spec):
+    """Gradients in evaluation mode, with the running statistics set here."""
+    out = []
+    for case in spec["cases"]:
+        layer = _layer(target, torch, case)
+        with torch.no_grad():
+            layer.running_mean.copy_(_t(torch, case["mean"]))
+            layer.running_var.copy_(_t(torch, case["var"]))
+        layer.eval()
+        x = _t(torch, case["x"]).requires_grad_()
+        y = layer(x)
+        if not (isinstance(y, torch.Tensor) and y.requires_grad):
+            out.append({"x": {"missing": True}, "gamma": {"missing": True}, "beta": {"missing": True}})
+            continue
+        (y * _t(torch, case["w"])).sum().backward()
+        out.append({"x": _grad(torch, x), "gamma": _grad(torch, layer.gamma), "beta": _grad(torch, layer.beta)})
+    return {"cases": out}
+
+
 def momentum_eps(target, torch, spec):
     out = []
     for case in spec["cases"]:
         layer = _layer(target, torch, case, eps=case["eps"], momentum=case["momentum"]).train()
         ys = [_plain(torch, layer(_t(torch, batch))) for batch in case["batches"]]
-        stats = {"mean": _plain(torch, layer.running_mean), "var": _plain(torch, layer.running_var)}
+        stats = {"mean": _plain(torch, layer.running_mean)}
+        # the evaluation output with buffers set here: running_var (Bessel) belongs to another cell
+        with torch.no_grad():
+            layer.running_mean.copy_(_t(torch, case["eval_mean"]))
+            layer.running_var.copy_(_t(torch, case["eval_var"]))
         layer.eval()
         out.append({"train": ys, **stats, "eval": _plain(torch, layer(_t(torch, case["x_eval"])))})
     return {"cases": out}
@@ -107,7 +130,7 @@ def single_image(target, torch, spec):
     for case in spec["cases"]:
         layer = _layer(target, torch, case).train()
         ys = [_plain(torch, layer(_t(torch, batch))) for batch in case["batches"]]
-        out.append({"y": ys, "mean": _plain(torch, layer.running_mean), "var": _plain(torch, layer.running_var)})
+        out.append({"y": ys, "mean": _plain(torch, layer.running_mean)})
     return {"cases": out}
 
 
@@ -185,6 +208,6 @@ def function_backward(target, torch, spec):
 
 
 SCENARIOS = {"train": train, "running": running, "evaluation": evaluation, "gradients": gradients,
-             "momentum_eps": momentum_eps, "channels_last": channels_last, "single_image": single_image,
+             "eval_gradients": eval_gradients, "momentum_eps": momentum_eps, "channels_last": channels_last, "single_image": single_image,
              "buffers_input": buffers_input, "own": own, "function_forward": function_forward,
              "function_backward": function_backward}

@@ -29,7 +29,7 @@ FUNCTION = "bn2d_backward_impl"
 # Test cells (grade_id) of the notebook, in order: MyBatchNorm2d, then BatchNorm2dFunction.
 LAYER_TESTS = (
     "test_bn2d_train_output", "test_bn2d_running_stats", "test_bn2d_eval_output", "test_bn2d_gradients",
-    "test_bn2d_momentum_eps", "test_bn2d_channels_last", "test_bn2d_single_image", "test_bn2d_buffers_input",
+    "test_bn2d_eval_gradients", "test_bn2d_momentum_eps", "test_bn2d_channels_last", "test_bn2d_single_image", "test_bn2d_buffers_input",
     "test_bn2d_own_impl",
 )
 FUNCTION_TESTS = (
@@ -241,7 +241,8 @@ def _layer_mistakes() -> dict[str, tuple[str, dict, set[str]]]:
                                {"test_bn2d_running_stats"}),
         "bessel_with_batch_size": ("Bessel correction with m = N instead of N·H·W",
                                    edit(LAYER, (M_LINE, I + "m = x.shape[0]\n")),
-                                   {"test_bn2d_running_stats", "test_bn2d_momentum_eps", "test_bn2d_single_image"}),
+                                   # only running_var uses m: the other cells set the buffers themselves
+                                   {"test_bn2d_running_stats"}),
         "unbiased_var_normalise": ("normalises the batch with the unbiased variance",
                                    edit(LAYER, (TRAIN_X_HAT, I + "x_hat = (x - batch_mean.view(1, -1, 1, 1)) / "
                                                 "torch.sqrt(x.var(dim=(0, 2, 3)).view(1, -1, 1, 1) + self.eps)\n")),
@@ -249,7 +250,8 @@ def _layer_mistakes() -> dict[str, tuple[str, dict, set[str]]]:
         "batch_stats_in_eval": ("eval normalises with the batch statistics",
                                 edit(LAYER, (EVAL_X_HAT, I + "x_hat = (x - x.mean(dim=(0, 2, 3), keepdim=True)) / "
                                              "torch.sqrt(x.var(dim=(0, 2, 3), unbiased=False, keepdim=True) + self.eps)\n")),
-                                {"test_bn2d_eval_output", "test_bn2d_momentum_eps"}),
+                                # in eval the gradient then also flows through the batch statistics
+                                {"test_bn2d_eval_output", "test_bn2d_momentum_eps", "test_bn2d_eval_gradients"}),
         "hardcoded_eps": ("eps 1e-5 written as a constant",
                           edit(LAYER, (TRAIN_X_HAT, TRAIN_X_HAT.replace("self.eps", "1e-5")),
                                (EVAL_X_HAT, EVAL_X_HAT.replace("self.eps", "1e-5"))),
@@ -325,6 +327,13 @@ def _variants() -> list[Variant]:
         Variant("running_stats_history", "running statistics keep autograd history (no no_grad/detach)",
                 layer((NO_GRAD + RUNNING_MEAN + RUNNING_VAR, (RUNNING_MEAN + RUNNING_VAR).replace(I + "    ", I))),
                 fails={"test_bn2d_buffers_input"}),
+        # frozen-BN fine-tuning needs the gradient in eval mode: cutting it there costs only that test
+        Variant("eval_no_grad", "the eval branch computes x_hat under torch.no_grad()",
+                layer((EVAL_X_HAT, I + "with torch.no_grad():\n" + EVAL_X_HAT.replace(I, I + "    ", 1))),
+                fails={"test_bn2d_eval_gradients"}),
+        Variant("eval_detached", "the eval branch detaches its input: x.detach()",
+                layer((EVAL_X_HAT, EVAL_X_HAT.replace("x_hat = (x - ", "x_hat = (x.detach() - "))),
+                fails={"test_bn2d_eval_gradients"}),
         Variant("detached_batch_stats", "x_hat from detached batch statistics (wrong gradient)",
                 layer((TRAIN_X_HAT, TRAIN_X_HAT.replace("batch_mean.view", "batch_mean.detach().view")
                                                .replace("batch_var.view", "batch_var.detach().view"))),
