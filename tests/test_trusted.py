@@ -363,17 +363,18 @@ def _a2_hostile():
         return mutate
 
     function = a2.solution(a2.FUNCTION)
+    norms = a2.solution(a2.NORMS)
     # a child that started threads or processes is not trusted: every re-checked cell fails,
     # the Function's too (gradcheck and vs_autograd are not re-checked: the kernel decides them)
     layer_tests = set(a2.LAYER_TESTS) | {"test_function_forward", "test_function_no_autograd"}
     return [
-        Variant("a2_thread_lookup", "", {a2.LAYER: hidden["THREAD_LOOKUP"], a2.FUNCTION: function}, fails=layer_tests),
-        Variant("a2_resolve_thread", "", {a2.LAYER: hidden["RESOLVE_THREAD"], a2.FUNCTION: function}, fails=layer_tests),
-        Variant("a2_forge_answer", "", {a2.LAYER: hidden["THREAD_LOOKUP"], a2.FUNCTION: function},
+        Variant("a2_thread_lookup", "", {a2.LAYER: hidden["THREAD_LOOKUP"], a2.FUNCTION: function, a2.NORMS: norms}, fails=layer_tests),
+        Variant("a2_resolve_thread", "", {a2.LAYER: hidden["RESOLVE_THREAD"], a2.FUNCTION: function, a2.NORMS: norms}, fails=layer_tests),
+        Variant("a2_forge_answer", "", {a2.LAYER: hidden["THREAD_LOOKUP"], a2.FUNCTION: function, a2.NORMS: norms},
                 fails=layer_tests, mutate=after_layer(hidden["FORGE_ANSWER"])),
-        Variant("a2_writefile", "", {a2.LAYER: hidden["WRITEFILE_LAYER"], a2.FUNCTION: function},
+        Variant("a2_writefile", "", {a2.LAYER: hidden["WRITEFILE_LAYER"], a2.FUNCTION: function, a2.NORMS: norms},
                 fails=layer_tests, mutate=after_layer(hidden["WRITEFILE_HELPER"])),
-        Variant("a2_forked", "", {a2.LAYER: hidden["FORKED"], a2.FUNCTION: function}, fails=layer_tests),
+        Variant("a2_forked", "", {a2.LAYER: hidden["FORKED"], a2.FUNCTION: function, a2.NORMS: norms}, fails=layer_tests),
     ]
 
 

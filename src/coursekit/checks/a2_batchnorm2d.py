@@ -1,10 +1,11 @@
-"""Trusted checks of assignment 2 (``MyBatchNorm2d`` and ``BatchNorm2dFunction``).
+"""Trusted checks of assignment 2 (``MyBatchNorm2d``, ``BatchNorm2dFunction``, ``MyLayerNorm``, ``MyGroupNorm``).
 
 Inputs are drawn here from a per-submission seed; the student's classes are
 probed in the sandboxed child (``a2_batchnorm2d_probe.py``), where every
 built-in normalisation kernel raises, and the same probe runs here on
-references: ``nn.BatchNorm2d`` for the layer, and for the Function a
-from-scratch BatchNorm whose gradient autograd computes.
+references: ``nn.BatchNorm2d`` for the layer, for the Function a
+from-scratch BatchNorm whose gradient autograd computes, and ``nn.LayerNorm`` /
+``nn.GroupNorm`` for ``MyLayerNorm`` / ``MyGroupNorm`` (same parameter names).
 
 Which test cells are re-checked, and what delegation costs where, follows the
 notebook's own rules:
@@ -18,7 +19,9 @@ notebook's own rules:
   be judged out of the kernel and this cell keeps the kernel's result;
 - ``test_function_gradcheck`` and ``test_function_vs_autograd`` are not
   re-checked: the notebook lets a backward that delegates keep them, and their
-  result comes from the kernel's own hidden tests.
+  result comes from the kernel's own hidden tests;
+- the five tests of ``MyLayerNorm`` / ``MyGroupNorm``: a class that delegates
+  scores none of its own tests, nor ``test_norms_no_lot``, which runs both.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from coursekit.checks import AssignmentChecks, Check, as_array, close, field_of,
 
 PROBE = Path(__file__).with_name("a2_batchnorm2d_probe.py")
 LAYER_CELL = ("bn2d_impl",)
+NORMS_CELL = ("norms_impl",)
 FORBIDDEN_AUTOGRAD = ("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm")
 
 
@@ -42,8 +46,9 @@ def spec(seed: int) -> dict:
         scale = spread[0] + (spread[1] - spread[0]) * torch.rand(c, generator=g)
         if tiny:  # one channel of very small variance: where eps goes matters
             scale[0] = 0.01
-        return (torch.randn(*shape, generator=g) * scale.view(1, -1, 1, 1)
-                + 2 * torch.randn(c, generator=g).view(1, -1, 1, 1))
+        view = (1, -1) + (1,) * (len(shape) - 2)   # (N, C, ...): images, or (N, C) / (N, C, L) for the norms
+        return (torch.randn(*shape, generator=g) * scale.view(view)
+                + 2 * torch.randn(c, generator=g).view(view))
 
     def affine(c):
         return {"channels": c, "gamma": (0.5 + torch.rand(c, generator=g)).tolist(),
@@ -87,6 +92,31 @@ def spec(seed: int) -> dict:
         case.pop("channels")
         bw_cases.append(case)
     out["function_backward"] = {"cases": bw_cases}
+
+    def norm_case(shape, tiny=False, **kw):
+        """A LayerNorm case (normalized=...) or a GroupNorm one (groups=...), weight shaped accordingly."""
+        affine_shape = kw["normalized"] if "normalized" in kw else [shape[1]]
+        case = {"x": images(shape, tiny=tiny).tolist(), "eps": kw.pop("eps", 1e-5), "affine": kw.pop("affine", True),
+                "channels": shape[1], **kw}
+        case["weight"] = (0.5 + torch.rand(*affine_shape, generator=g)).tolist()
+        case["bias"] = torch.randn(*affine_shape, generator=g).tolist()
+        return case
+
+    out["ln_output"] = {"cases": [norm_case((3, 4, 3, 5), tiny=True, normalized=[4, 3, 5]),
+                                  norm_case((2, 3, 4, 6), normalized=[6], eps=1e-3),
+                                  norm_case((4, 2, 3, 3), tiny=True, normalized=[3, 3], affine=False),
+                                  norm_case((2, 5, 8), normalized=[5, 8], eps=0.05)]}
+    out["gn_output"] = {"cases": [norm_case((3, 8, 3, 5), tiny=True, groups=4),
+                                  norm_case((2, 6, 4, 4), groups=2, eps=1e-3),
+                                  norm_case((4, 6, 3, 3), tiny=True, groups=3, affine=False),
+                                  norm_case((3, 9, 5), groups=3, eps=0.05)]}
+    ln_grad = [norm_case(s, normalized=[s[-1]]) for s in ((5, 160), (3, 2, 90))]
+    gn_grad = [norm_case(s, groups=k) for s, k in (((3, 4, 7, 7), 1), ((2, 3, 10, 10), 3))]
+    for case, shape in zip(ln_grad + gn_grad, ((5, 160), (3, 2, 90), (3, 4, 7, 7), (2, 3, 10, 10))):
+        case["w"] = torch.randn(*shape, generator=g).tolist()
+    out["ln_gradients"], out["gn_gradients"] = {"cases": ln_grad}, {"cases": gn_grad}
+    out["norms_no_lot"] = {"cases": [norm_case((5, 3, 2, 4), normalized=[3, 2, 4]), norm_case((5, 3, 2, 4), groups=3),
+                                     norm_case((5, 4, 2, 4), groups=2)]}
     return out
 
 
@@ -109,7 +139,8 @@ def reference(spec: dict) -> dict:
             return gamma.view(1, -1, 1, 1) * (x - mean) / torch.sqrt(var + eps) + beta.view(1, -1, 1, 1)
 
     probe = runpy.run_path(str(PROBE))
-    target = {"MyBatchNorm2d": Layer, "BatchNorm2dFunction": Function, "reference": True}
+    target = {"MyBatchNorm2d": Layer, "BatchNorm2dFunction": Function, "MyLayerNorm": torch.nn.LayerNorm,
+              "MyGroupNorm": torch.nn.GroupNorm, "reference": True}
     out = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -275,9 +306,35 @@ def _layer_check(grade_id, what, compare, *scenarios):
     return Check(grade_id, what, compare, scenarios=scenarios, cells=LAYER_CELL)
 
 
+def _norms_check(grade_id, what, compare, *scenarios):
+    return Check(grade_id, what, compare, scenarios=scenarios, cells=NORMS_CELL)
+
+
+def _no_lot(student, ref) -> str | None:
+    """Each sample alone gives what it gives in the lot, eval() what train() gives, and no buffers."""
+    error = scenario_error(student, "norms_no_lot")
+    if error:
+        return error
+    cases = field_of(student, "norms_no_lot", "cases")
+    if not isinstance(cases, list) or len(cases) != len(ref["norms_no_lot"]["cases"]):
+        return "falten resultats"
+    for index, case in enumerate(cases):
+        together = as_array(case.get("together")) if isinstance(case, dict) else None
+        alone = case.get("alone") if isinstance(case, dict) else None
+        if together is None or not isinstance(alone, list) or len(alone) != len(together):
+            return f"no s'ha obtingut cap tensor vàlid (cas {index + 1})"
+        if _scaled(alone, together.tolist(), 1e-5, 1e-4):
+            return f"la sortida d'una mostra depèn de la resta del lot (cas {index + 1})"
+        if _scaled(case.get("eval"), together.tolist(), 1e-5, 1e-4):
+            return f"la sortida en eval() no és la de train() (cas {index + 1})"
+        if case.get("buffers") != 0:
+            return f"la capa té estadístiques acumulades (buffers) (cas {index + 1})"
+    return _cases("norms_no_lot", "together", "la sortida", 1e-5, 1e-4)(student, ref)
+
+
 CHECKS = AssignmentChecks(
     assignment="a2_batchnorm2d",
-    target=["MyBatchNorm2d", "BatchNorm2dFunction"],
+    target=["MyBatchNorm2d", "BatchNorm2dFunction", "MyLayerNorm", "MyGroupNorm"],
     probe_file=PROBE,
     spec=spec,
     reference=reference,
@@ -313,6 +370,19 @@ CHECKS = AssignmentChecks(
         _layer_check("test_bn2d_own_impl", "Implementació pròpia", _own,
                      "train", "running", "evaluation", "gradients", "eval_gradients", "momentum_eps", "channels_last",
                      "single_image", "buffers_input", "own"),
+        _norms_check("test_layernorm_output", "Sortida de MyLayerNorm",
+                     _cases("ln_output", "y", "la sortida de MyLayerNorm"), "ln_output"),
+        _norms_check("test_layernorm_gradients", "Gradients de MyLayerNorm", _all(
+            _cases("ln_gradients", "x", "el gradient de MyLayerNorm respecte de x", 1e-4, 1e-2),
+            _cases("ln_gradients", "weight", "el gradient respecte de weight", 1e-4, 1e-2),
+            _cases("ln_gradients", "bias", "el gradient respecte de bias", 1e-4, 1e-2)), "ln_gradients"),
+        _norms_check("test_groupnorm_output", "Sortida de MyGroupNorm",
+                     _cases("gn_output", "y", "la sortida de MyGroupNorm"), "gn_output"),
+        _norms_check("test_groupnorm_gradients", "Gradients de MyGroupNorm", _all(
+            _cases("gn_gradients", "x", "el gradient de MyGroupNorm respecte de x", 1e-4, 1e-2),
+            _cases("gn_gradients", "weight", "el gradient respecte de weight", 1e-4, 1e-2),
+            _cases("gn_gradients", "bias", "el gradient respecte de bias", 1e-4, 1e-2)), "gn_gradients"),
+        _norms_check("test_norms_no_lot", "LayerNorm i GroupNorm no miren el lot", _no_lot, "norms_no_lot"),
         # The Function's cell holds forward and backward: a finding there may belong to
         # either, so only the operators each scenario ran (and code outside the answer
         # cells) count; the built-in kernels raise here anyway.
