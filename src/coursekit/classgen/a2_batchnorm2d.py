@@ -274,9 +274,10 @@ BUILTIN_BACKWARD = (
 
 
 # -- the catalogue ------------------------------------------------------------------------------------------
-# A mistake in one answer cell is seen only by that cell's test cells (the two sets are disjoint), so most
-# generated students carry one mistake in MyBatchNorm2d AND one in BatchNorm2dFunction: each mistake is still
-# checked cell by cell, and the class (graded in every test run) stays small.
+# A mistake in one answer cell is seen only by that cell's test cells (the three sets are disjoint), so most
+# generated students carry one mistake in MyBatchNorm2d, one in BatchNorm2dFunction AND one in
+# MyLayerNorm/MyGroupNorm: each mistake is still checked cell by cell, and the class (graded in every test
+# run) stays small.
 
 GRADIENT_WRONG = {"test_function_gradcheck", "test_function_vs_autograd", "test_function_no_autograd"}
 
