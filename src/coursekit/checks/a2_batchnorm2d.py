@@ -31,7 +31,6 @@ from coursekit.checks import AssignmentChecks, Check, as_array, close, field_of,
 
 PROBE = Path(__file__).with_name("a2_batchnorm2d_probe.py")
 LAYER_CELL = ("bn2d_impl",)
-NORMS_CELL = ("norms_impl",)
 FORBIDDEN_AUTOGRAD = ("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm")
 
 
@@ -307,7 +306,9 @@ def _layer_check(grade_id, what, compare, *scenarios):
 
 
 def _norms_check(grade_id, what, compare, *scenarios):
-    return Check(grade_id, what, compare, scenarios=scenarios, cells=NORMS_CELL)
+    # MyLayerNorm and MyGroupNorm share one answer cell: a static finding there may belong to either class,
+    # so only the operators each scenario ran count (and code outside the answer cells), as for the Function
+    return Check(grade_id, what, compare, scenarios=scenarios, cells=())
 
 
 def _no_lot(student, ref) -> str | None:
@@ -329,7 +330,7 @@ def _no_lot(student, ref) -> str | None:
             return f"la sortida en eval() no és la de train() (cas {index + 1})"
         if case.get("buffers") != 0:
             return f"la capa té estadístiques acumulades (buffers) (cas {index + 1})"
-    return _cases("norms_no_lot", "together", "la sortida", 1e-5, 1e-4)(student, ref)
+    return None   # the values themselves are the output tests' skill, as in the notebook
 
 
 CHECKS = AssignmentChecks(
