@@ -1,11 +1,10 @@
-"""What the claims tests share: judging a notebook's claims again under other float orders.
+"""Shared machinery of the claims tests: a claim must not hinge on float order.
 
-A claim the course makes must not hinge on the order in which floats are
-added. A claims test module that can run as a script (``python
-tests/test_X_claims.py [--threads N] SEED ...``, printing its runs as JSON on
-the last line) is run again here in subprocesses with two math threads and
-with other CPU kernels (``ATEN_CPU_CAPABILITY``), and its own judge is applied
-to what they return.
+A claims test module computes its runs with the notebook's own code, judges them, and is also a script:
+``python tests/test_X_claims.py [--threads N] SEED ...`` prints those runs as JSON on its last line
+(:func:`script_main`). :func:`run_in_subprocess` runs that script with another number of math threads or
+another CPU kernel (``ATEN_CPU_CAPABILITY``), so the same judge can be applied to runs whose float
+operations happened in a different order.
 """
 from __future__ import annotations
 
@@ -14,6 +13,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
+
+import pytest
 
 # (name, environment, math threads): each judged in its own process. Two threads wait passively: on a
 # machine whose cores are busy with other work, spinning OpenMP threads make a run many times slower.
@@ -23,7 +25,7 @@ FLOAT_ORDER_VARIANTS = (("two-threads", {"OMP_WAIT_POLICY": "PASSIVE"}, 2),
 VARIANT_IDS = [v[0] for v in FLOAT_ORDER_VARIANTS]
 
 
-def supported(env: dict) -> bool:
+def cpu_kernel_supported(env: dict) -> bool:
     """Whether this CPU runs the kernel that ``env`` asks for (torch falls back silently otherwise)."""
     want = env.get("ATEN_CPU_CAPABILITY")
     if not want:
@@ -33,9 +35,13 @@ def supported(env: dict) -> bool:
     return got.lower() == want.lower()
 
 
-def run_script(script: Path, seeds, env: dict, threads: int, timeout: int = 900) -> dict:
-    """Run ``script`` as a claims script under ``env`` with ``threads`` math threads; its JSON report, checked to
-    have run with the kernel and the threads asked for."""
+def run_in_subprocess(script: Path, seeds, env: dict, threads: int, timeout: float = 900):
+    """Run ``script`` as a claims script under ``env`` with ``threads`` math threads; return its runs.
+
+    Skips when this CPU lacks the kernel ``env`` asks for; fails when the child did not run with the kernel
+    and the number of threads it was asked for."""
+    if not cpu_kernel_supported(env):
+        pytest.skip(f"this CPU has no {env['ATEN_CPU_CAPABILITY']} kernels")
     proc = subprocess.run([sys.executable, str(script), "--threads", str(threads), *map(str, seeds)],
                           env={**os.environ, **env, "COURSE_MODE": "fast"}, cwd=Path(script).parent,
                           capture_output=True, text=True, timeout=timeout)
@@ -44,12 +50,19 @@ def run_script(script: Path, seeds, env: dict, threads: int, timeout: int = 900)
     if "ATEN_CPU_CAPABILITY" in env:
         assert report["capability"].lower() == env["ATEN_CPU_CAPABILITY"].lower(), report["capability"]
     assert report["threads"] == threads
-    return report
+    return report["runs"]
 
 
-def report(runs) -> str:
-    """The last line a claims script prints: its runs, the CPU kernel and the math threads it ran with."""
+def script_main(argv: list[str], compute: Callable[[list[int]], object]) -> None:
+    """The script side: ``[--threads N] SEED ...`` -> JSON {capability, threads, runs} on the last line.
+
+    ``compute(seeds)`` must set up the notebook (which may ask for one thread in fast mode) and return
+    JSON-able runs; the number of threads is set again after the setup, before any run."""
     import torch
 
-    return json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
-                       "runs": runs})
+    threads = 1
+    if argv[:1] == ["--threads"]:
+        threads, argv = int(argv[1]), argv[2:]
+    runs = compute([int(s) for s in argv], threads)
+    print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+                      "runs": runs}))

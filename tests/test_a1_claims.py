@@ -38,6 +38,7 @@ import math
 import os
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,7 +47,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script: the helpers beside it
 
 from assignment_checks import nbg, read_nb  # noqa: E402
-from claims_support import FLOAT_ORDER_VARIANTS, VARIANT_IDS, report, run_script, supported  # noqa: E402
+from claims_support import FLOAT_ORDER_VARIANTS, VARIANT_IDS, run_in_subprocess, script_main  # noqa: E402
 from conftest import REPO, shared_module  # noqa: E402
 
 from coursekit import classgen  # noqa: E402
@@ -172,10 +173,7 @@ def test_the_claims_hold_on_every_seed(notebook, runs):
 
 @pytest.mark.parametrize("name,env,threads", FLOAT_ORDER_VARIANTS, ids=VARIANT_IDS)
 def test_the_claims_do_not_hinge_on_float_order(notebook, name, env, threads):
-    if not supported(env):
-        pytest.skip(f"this CPU has no {env['ATEN_CPU_CAPABILITY']} kernels")
-    result = run_script(__file__, VARIANT_SEEDS, env, threads)
-    runs = result["runs"]
+    runs = run_in_subprocess(Path(__file__), VARIANT_SEEDS, env, threads)
     failures = judge(runs, notebook["NUM_CLASSES"], notebook["INIT_SCALES"])
     print(f"\n{name}:\n" + table(runs))
     assert not failures, f"{name}:\n" + "\n".join(failures) + "\n" + table(runs)
@@ -423,14 +421,11 @@ def test_model_answers_carry_a_rubric_that_adds_up(grade_id):
 # ---------------------------------------------------------------------------------------------------------
 # run as a script: the fast-mode claim runs of the given seeds, as JSON on the last line
 
-def _main(argv) -> None:
-    threads = 1
-    if argv[:1] == ["--threads"]:
-        threads, argv = int(argv[1]), argv[2:]
+def _compute(seeds, threads):
     ns = notebook_namespace()
     torch.set_num_threads(threads)  # after the notebook's setup, which asks for one thread in fast mode
-    print(report(claim_runs(ns, [int(s) for s in argv])))
+    return claim_runs(ns, seeds)
 
 
 if __name__ == "__main__":
-    _main(sys.argv[1:])
+    script_main(sys.argv[1:], _compute)

@@ -122,7 +122,7 @@ def stdout_of(nb) -> str:
 FULL_PATH_MARKS = {
     "a1_batchnorm1d": ["Mode: complet", "50000 exemples d'entrenament, 10000 de validació, 10000 de test; "
                        "784 característiques, 10 classes"],
-    "a2_batchnorm2d": ["Mode: complet", "batch 2:", "batch 128:"],
+    "a2_batchnorm2d": ["Mode: complet", "lot 2:", "lot 128:"],
     "a3_alexnet_bn": ["Mode: complet", "dataset: cifar10", "entrenament: 15000 · validació: 5000 · test: 10000",
                       "congelada + BN:", "configuració triada amb la validació"],
     # A4 and A5: the shared setup's full-mode banner; that the whole notebook ran without error is checked too
@@ -161,7 +161,7 @@ def test_rehearsal_records_the_time_of_every_notebook_and_section(rehearsal):
     assert sections["4.4 *Transfer learning* amb les convolucions congelades"] > 0
     assert not any("SOLUTION" in name for name in sections)
     table = (out / "times.md").read_text()
-    assert "| **a2_batchnorm2d** | **total** |" in table and "3. Per què els batches petits perjudiquen BatchNorm" in table
+    assert "| **a2_batchnorm2d** | **total** |" in table and "3. Per què els lots petits perjudiquen BatchNorm" in table
 
 
 def test_progress_bars_in_a_kernel_leave_no_dataloader_workers_behind(tmp_path):

@@ -363,17 +363,18 @@ def _a2_hostile():
         return mutate
 
     function = a2.solution(a2.FUNCTION)
+    norms = a2.solution(a2.NORMS)
     # a child that started threads or processes is not trusted: every re-checked cell fails,
     # the Function's too (gradcheck and vs_autograd are not re-checked: the kernel decides them)
-    layer_tests = set(a2.LAYER_TESTS) | {"test_function_forward", "test_function_no_autograd"}
+    layer_tests = set(a2.LAYER_TESTS) | set(a2.NORM_TESTS) | {"test_function_forward", "test_function_no_autograd"}
     return [
-        Variant("a2_thread_lookup", "", {a2.LAYER: hidden["THREAD_LOOKUP"], a2.FUNCTION: function}, fails=layer_tests),
-        Variant("a2_resolve_thread", "", {a2.LAYER: hidden["RESOLVE_THREAD"], a2.FUNCTION: function}, fails=layer_tests),
-        Variant("a2_forge_answer", "", {a2.LAYER: hidden["THREAD_LOOKUP"], a2.FUNCTION: function},
+        Variant("a2_thread_lookup", "", {a2.LAYER: hidden["THREAD_LOOKUP"], a2.FUNCTION: function, a2.NORMS: norms}, fails=layer_tests),
+        Variant("a2_resolve_thread", "", {a2.LAYER: hidden["RESOLVE_THREAD"], a2.FUNCTION: function, a2.NORMS: norms}, fails=layer_tests),
+        Variant("a2_forge_answer", "", {a2.LAYER: hidden["THREAD_LOOKUP"], a2.FUNCTION: function, a2.NORMS: norms},
                 fails=layer_tests, mutate=after_layer(hidden["FORGE_ANSWER"])),
-        Variant("a2_writefile", "", {a2.LAYER: hidden["WRITEFILE_LAYER"], a2.FUNCTION: function},
+        Variant("a2_writefile", "", {a2.LAYER: hidden["WRITEFILE_LAYER"], a2.FUNCTION: function, a2.NORMS: norms},
                 fails=layer_tests, mutate=after_layer(hidden["WRITEFILE_HELPER"])),
-        Variant("a2_forked", "", {a2.LAYER: hidden["FORKED"], a2.FUNCTION: function}, fails=layer_tests),
+        Variant("a2_forked", "", {a2.LAYER: hidden["FORKED"], a2.FUNCTION: function, a2.NORMS: norms}, fails=layer_tests),
     ]
 
 
@@ -390,8 +391,8 @@ def test_a2_verdicts_never_harsher_than_the_hidden_tests_and_catch_hidden_delega
     problems = []
     hostile_names = {v.student for v in hostile_variants}
     must_catch = {"delegates_f_batch_norm", "eval_delegates_torch_batch_norm", "subclass_batchnorm2d",
-                  "wraps_batchnorm2d", "unbiased_var_normalise__forward_delegates_f_batch_norm",
-                  "hardcoded_eps__backward_builtin"} | hostile_names
+                  "wraps_batchnorm2d", "unbiased_var_normalise__forward_delegates_f_batch_norm__gn_unbiased_var",
+                  "hardcoded_eps__backward_builtin__ln_delegates_f_layer_norm", "gn_delegates_f_group_norm"} | hostile_names
     for variant, verdicts, notes in results:
         expected = classgen.expected_pass(variant, list(a2.TESTS))
         for grade_id, reason in verdicts.items():

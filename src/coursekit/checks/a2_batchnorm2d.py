@@ -1,15 +1,16 @@
-"""Trusted checks of assignment 2 (``MyBatchNorm2d`` and ``BatchNorm2dFunction``).
+"""Trusted checks of assignment 2 (``MyBatchNorm2d``, ``BatchNorm2dFunction``, ``MyLayerNorm``, ``MyGroupNorm``).
 
 Inputs are drawn here from a per-submission seed; the student's classes are
 probed in the sandboxed child (``a2_batchnorm2d_probe.py``), where every
 built-in normalisation kernel raises, and the same probe runs here on
-references: ``nn.BatchNorm2d`` for the layer, and for the Function a
-from-scratch BatchNorm whose gradient autograd computes.
+references: ``nn.BatchNorm2d`` for the layer, for the Function a
+from-scratch BatchNorm whose gradient autograd computes, and ``nn.LayerNorm`` /
+``nn.GroupNorm`` for ``MyLayerNorm`` / ``MyGroupNorm`` (same parameter names).
 
 Which test cells are re-checked, and what delegation costs where, follows the
 notebook's own rules:
 
-- the nine tests of ``MyBatchNorm2d``: a layer that delegates scores none of them;
+- the ten tests of ``MyBatchNorm2d``: a layer that delegates scores none of them;
 - ``test_function_forward``: a forward that delegates scores 0 there;
 - ``test_function_no_autograd``: the Function's backward, called directly, must
   give the right gradients without any normalisation kernel (a backward that
@@ -18,7 +19,9 @@ notebook's own rules:
   be judged out of the kernel and this cell keeps the kernel's result;
 - ``test_function_gradcheck`` and ``test_function_vs_autograd`` are not
   re-checked: the notebook lets a backward that delegates keep them, and their
-  result comes from the kernel's own hidden tests.
+  result comes from the kernel's own hidden tests;
+- the five tests of ``MyLayerNorm`` / ``MyGroupNorm``: a class that delegates
+  scores none of its own tests, nor ``test_norms_no_lot``, which runs both.
 """
 from __future__ import annotations
 
@@ -42,8 +45,9 @@ def spec(seed: int) -> dict:
         scale = spread[0] + (spread[1] - spread[0]) * torch.rand(c, generator=g)
         if tiny:  # one channel of very small variance: where eps goes matters
             scale[0] = 0.01
-        return (torch.randn(*shape, generator=g) * scale.view(1, -1, 1, 1)
-                + 2 * torch.randn(c, generator=g).view(1, -1, 1, 1))
+        view = (1, -1) + (1,) * (len(shape) - 2)   # (N, C, ...): images, or (N, C) / (N, C, L) for the norms
+        return (torch.randn(*shape, generator=g) * scale.view(view)
+                + 2 * torch.randn(c, generator=g).view(view))
 
     def affine(c):
         return {"channels": c, "gamma": (0.5 + torch.rand(c, generator=g)).tolist(),
@@ -63,8 +67,14 @@ def spec(seed: int) -> dict:
                                   for s in ((4, 3, 5, 5), (3, 2, 6, 6))]}
     out["momentum_eps"] = {"cases": [{"eps": eps, "momentum": m, **affine(3),
                                       "batches": [images((4, 3, 4, 4), (0.2, 0.6)).tolist() for _ in range(3)],
-                                      "x_eval": images((3, 3, 2, 2)).tolist()}
+                                      "x_eval": images((3, 3, 2, 2)).tolist(),
+                                      "eval_mean": torch.randn(3, generator=g).tolist(),
+                                      "eval_var": (0.05 + 2 * torch.rand(3, generator=g)).tolist()}
                                      for eps, m in ((0.1, 0.3), (0.05, 0.2))]}
+    out["eval_gradients"] = {"cases": [{"x": images(s).tolist(), "w": torch.randn(*s, generator=g).tolist(),
+                                        "mean": torch.randn(s[1], generator=g).tolist(),
+                                        "var": (0.2 + 2 * torch.rand(s[1], generator=g)).tolist(), **affine(s[1])}
+                                       for s in ((4, 3, 3, 3), (1, 2, 4, 4))]}
     out["channels_last"] = {"cases": [{"x": images(s).tolist(), **affine(s[1])} for s in ((3, 4, 5, 8), (2, 3, 8, 8))]}
     out["single_image"] = {"cases": [{"batches": [images((1, 3, 10, 12)).tolist() for _ in range(2)], **affine(3)}]}
     out["buffers_input"] = {"channels": 4, "x": images((3, 4, 2, 3)).tolist(), "x_eval": images((2, 4, 2, 2)).tolist()}
@@ -81,6 +91,31 @@ def spec(seed: int) -> dict:
         case.pop("channels")
         bw_cases.append(case)
     out["function_backward"] = {"cases": bw_cases}
+
+    def norm_case(shape, tiny=False, **kw):
+        """A LayerNorm case (normalized=...) or a GroupNorm one (groups=...), weight shaped accordingly."""
+        affine_shape = kw["normalized"] if "normalized" in kw else [shape[1]]
+        case = {"x": images(shape, tiny=tiny).tolist(), "eps": kw.pop("eps", 1e-5), "affine": kw.pop("affine", True),
+                "channels": shape[1], **kw}
+        case["weight"] = (0.5 + torch.rand(*affine_shape, generator=g)).tolist()
+        case["bias"] = torch.randn(*affine_shape, generator=g).tolist()
+        return case
+
+    out["ln_output"] = {"cases": [norm_case((3, 4, 3, 5), tiny=True, normalized=[4, 3, 5]),
+                                  norm_case((2, 3, 4, 6), normalized=[6], eps=1e-3),
+                                  norm_case((4, 2, 3, 3), tiny=True, normalized=[3, 3], affine=False),
+                                  norm_case((2, 5, 8), normalized=[5, 8], eps=0.05)]}
+    out["gn_output"] = {"cases": [norm_case((3, 8, 3, 5), tiny=True, groups=4),
+                                  norm_case((2, 6, 4, 4), groups=2, eps=1e-3),
+                                  norm_case((4, 6, 3, 3), tiny=True, groups=3, affine=False),
+                                  norm_case((3, 9, 5), groups=3, eps=0.05)]}
+    ln_grad = [norm_case(s, normalized=[s[-1]]) for s in ((5, 160), (3, 2, 90))]
+    gn_grad = [norm_case(s, groups=k) for s, k in (((3, 4, 7, 7), 1), ((2, 3, 10, 10), 3))]
+    for case, shape in zip(ln_grad + gn_grad, ((5, 160), (3, 2, 90), (3, 4, 7, 7), (2, 3, 10, 10))):
+        case["w"] = torch.randn(*shape, generator=g).tolist()
+    out["ln_gradients"], out["gn_gradients"] = {"cases": ln_grad}, {"cases": gn_grad}
+    out["norms_no_lot"] = {"cases": [norm_case((5, 3, 2, 4), normalized=[3, 2, 4]), norm_case((5, 3, 2, 4), groups=3),
+                                     norm_case((5, 4, 2, 4), groups=2)]}
     return out
 
 
@@ -103,7 +138,8 @@ def reference(spec: dict) -> dict:
             return gamma.view(1, -1, 1, 1) * (x - mean) / torch.sqrt(var + eps) + beta.view(1, -1, 1, 1)
 
     probe = runpy.run_path(str(PROBE))
-    target = {"MyBatchNorm2d": Layer, "BatchNorm2dFunction": Function, "reference": True}
+    target = {"MyBatchNorm2d": Layer, "BatchNorm2dFunction": Function, "MyLayerNorm": torch.nn.LayerNorm,
+              "MyGroupNorm": torch.nn.GroupNorm, "reference": True}
     out = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -226,7 +262,7 @@ def _buffers_input(student, ref) -> str | None:
         if entry.get("shape") != [4]:
             return f"{name} ha de tenir forma (C,)"
         if entry.get("history") is not False:
-            return f"{name} arrossega historial d'autograd: actualitza'l dins de torch.no_grad() o amb .detach()"
+            return f"{name} arrossega historial d'autograd: actualitzeu-lo dins de torch.no_grad() o amb .detach()"
     if field_of(info, "params") != ["beta", "gamma"]:
         return "els paràmetres han de ser gamma i beta"
     if field_of(info, "x_unchanged") is not True or field_of(info, "eval_unchanged") is not True:
@@ -269,9 +305,37 @@ def _layer_check(grade_id, what, compare, *scenarios):
     return Check(grade_id, what, compare, scenarios=scenarios, cells=LAYER_CELL)
 
 
+def _norms_check(grade_id, what, compare, *scenarios):
+    # MyLayerNorm and MyGroupNorm share one answer cell: a static finding there may belong to either class,
+    # so only the operators each scenario ran count (and code outside the answer cells), as for the Function
+    return Check(grade_id, what, compare, scenarios=scenarios, cells=())
+
+
+def _no_lot(student, ref) -> str | None:
+    """Each sample alone gives what it gives in the lot, eval() what train() gives, and no buffers."""
+    error = scenario_error(student, "norms_no_lot")
+    if error:
+        return error
+    cases = field_of(student, "norms_no_lot", "cases")
+    if not isinstance(cases, list) or len(cases) != len(ref["norms_no_lot"]["cases"]):
+        return "falten resultats"
+    for index, case in enumerate(cases):
+        together = as_array(case.get("together")) if isinstance(case, dict) else None
+        alone = case.get("alone") if isinstance(case, dict) else None
+        if together is None or not isinstance(alone, list) or len(alone) != len(together):
+            return f"no s'ha obtingut cap tensor vàlid (cas {index + 1})"
+        if _scaled(alone, together.tolist(), 1e-5, 1e-4):
+            return f"la sortida d'una mostra depèn de la resta del lot (cas {index + 1})"
+        if _scaled(case.get("eval"), together.tolist(), 1e-5, 1e-4):
+            return f"la sortida en eval() no és la de train() (cas {index + 1})"
+        if case.get("buffers") != 0:
+            return f"la capa té estadístiques acumulades (buffers) (cas {index + 1})"
+    return None   # the values themselves are the output tests' skill, as in the notebook
+
+
 CHECKS = AssignmentChecks(
     assignment="a2_batchnorm2d",
-    target=["MyBatchNorm2d", "BatchNorm2dFunction"],
+    target=["MyBatchNorm2d", "BatchNorm2dFunction", "MyLayerNorm", "MyGroupNorm"],
     probe_file=PROBE,
     spec=spec,
     reference=reference,
@@ -287,10 +351,14 @@ CHECKS = AssignmentChecks(
             _cases("gradients", "x", "el gradient respecte de x", 1e-4, 1e-2),
             _cases("gradients", "gamma", "el gradient respecte de gamma", 1e-4, 1e-2),
             _cases("gradients", "beta", "el gradient respecte de beta", 1e-4, 1e-2)), "gradients"),
+        _layer_check("test_bn2d_eval_gradients", "Gradients en mode avaluació", _all(
+            _cases("eval_gradients", "x", "en avaluació, el gradient respecte de x", 1e-5, 1e-3),
+            _cases("eval_gradients", "gamma", "en avaluació, el gradient respecte de gamma", 1e-5, 1e-3),
+            _cases("eval_gradients", "beta", "en avaluació, el gradient respecte de beta", 1e-5, 1e-3)),
+            "eval_gradients"),
         _layer_check("test_bn2d_momentum_eps", "Momentum i eps", _all(
             _cases("momentum_eps", "train", "amb eps i momentum propis, la sortida en entrenament", 1e-3, 1e-2),
             _cases("momentum_eps", "mean", "amb eps i momentum propis, running_mean", 1e-3, 1e-2),
-            _cases("momentum_eps", "var", "amb eps i momentum propis, running_var", 1e-3, 1e-2),
             _cases("momentum_eps", "eval", "amb eps i momentum propis, la sortida en avaluació", 1e-3, 1e-2)),
             "momentum_eps"),
         _layer_check("test_bn2d_channels_last", "Entrada channels_last", _all(
@@ -298,12 +366,24 @@ CHECKS = AssignmentChecks(
             "channels_last"),
         _layer_check("test_bn2d_single_image", "Batch d'una sola imatge", _all(
             _cases("single_image", "y", "amb N = 1, la sortida", 1e-3, 1e-2),
-            _cases("single_image", "mean", "amb N = 1, running_mean", 1e-3, 1e-2),
-            _cases("single_image", "var", "amb N = 1, running_var", 1e-3, 5e-2)), "single_image"),
+            _cases("single_image", "mean", "amb N = 1, running_mean", 1e-3, 1e-2)), "single_image"),
         _layer_check("test_bn2d_buffers_input", "Buffers i entrada", _buffers_input, "buffers_input"),
         _layer_check("test_bn2d_own_impl", "Implementació pròpia", _own,
-                     "train", "running", "evaluation", "gradients", "momentum_eps", "channels_last",
+                     "train", "running", "evaluation", "gradients", "eval_gradients", "momentum_eps", "channels_last",
                      "single_image", "buffers_input", "own"),
+        _norms_check("test_layernorm_output", "Sortida de MyLayerNorm",
+                     _cases("ln_output", "y", "la sortida de MyLayerNorm"), "ln_output"),
+        _norms_check("test_layernorm_gradients", "Gradients de MyLayerNorm", _all(
+            _cases("ln_gradients", "x", "el gradient de MyLayerNorm respecte de x", 1e-4, 1e-2),
+            _cases("ln_gradients", "weight", "el gradient respecte de weight", 1e-4, 1e-2),
+            _cases("ln_gradients", "bias", "el gradient respecte de bias", 1e-4, 1e-2)), "ln_gradients"),
+        _norms_check("test_groupnorm_output", "Sortida de MyGroupNorm",
+                     _cases("gn_output", "y", "la sortida de MyGroupNorm"), "gn_output"),
+        _norms_check("test_groupnorm_gradients", "Gradients de MyGroupNorm", _all(
+            _cases("gn_gradients", "x", "el gradient de MyGroupNorm respecte de x", 1e-4, 1e-2),
+            _cases("gn_gradients", "weight", "el gradient respecte de weight", 1e-4, 1e-2),
+            _cases("gn_gradients", "bias", "el gradient respecte de bias", 1e-4, 1e-2)), "gn_gradients"),
+        _norms_check("test_norms_no_lot", "LayerNorm i GroupNorm no miren el lot", _no_lot, "norms_no_lot"),
         # The Function's cell holds forward and backward: a finding there may belong to
         # either, so only the operators each scenario ran (and code outside the answer
         # cells) count; the built-in kernels raise here anyway.

@@ -1,8 +1,9 @@
-"""Probe of assignment 2 (``MyBatchNorm2d`` and ``BatchNorm2dFunction``): measurements as JSON data.
+"""Probe of assignment 2 (``MyBatchNorm2d``, ``BatchNorm2dFunction``, ``MyLayerNorm``, ``MyGroupNorm``):
+measurements as JSON data.
 
 Shipped as source text to the sandboxed child, where ``target`` is
-``{"MyBatchNorm2d": class, "BatchNorm2dFunction": class}`` from the student's
-code; the grader runs the same scenarios on references of its own
+``{"MyBatchNorm2d": class, "BatchNorm2dFunction": class, "MyLayerNorm": class, "MyGroupNorm": class}``
+from the student's code; the grader runs the same scenarios on references of its own
 (``coursekit.checks.a2_batchnorm2d``).  It uses only the ``torch`` it is given.
 Each scenario mirrors one test cell of the notebook, with inputs of its own
 (``spec[name]``).  In the child every built-in normalisation kernel raises
@@ -73,12 +74,35 @@ def gradients(target, torch, spec):
     return {"cases": out}
 
 
+def eval_gradients(target, torch, spec):
+    """Gradients in evaluation mode, with the running statistics set here."""
+    out = []
+    for case in spec["cases"]:
+        layer = _layer(target, torch, case)
+        with torch.no_grad():
+            layer.running_mean.copy_(_t(torch, case["mean"]))
+            layer.running_var.copy_(_t(torch, case["var"]))
+        layer.eval()
+        x = _t(torch, case["x"]).requires_grad_()
+        y = layer(x)
+        if not (isinstance(y, torch.Tensor) and y.requires_grad):
+            out.append({"x": {"missing": True}, "gamma": {"missing": True}, "beta": {"missing": True}})
+            continue
+        (y * _t(torch, case["w"])).sum().backward()
+        out.append({"x": _grad(torch, x), "gamma": _grad(torch, layer.gamma), "beta": _grad(torch, layer.beta)})
+    return {"cases": out}
+
+
 def momentum_eps(target, torch, spec):
     out = []
     for case in spec["cases"]:
         layer = _layer(target, torch, case, eps=case["eps"], momentum=case["momentum"]).train()
         ys = [_plain(torch, layer(_t(torch, batch))) for batch in case["batches"]]
-        stats = {"mean": _plain(torch, layer.running_mean), "var": _plain(torch, layer.running_var)}
+        stats = {"mean": _plain(torch, layer.running_mean)}
+        # the evaluation output with buffers set here: running_var (Bessel) belongs to another cell
+        with torch.no_grad():
+            layer.running_mean.copy_(_t(torch, case["eval_mean"]))
+            layer.running_var.copy_(_t(torch, case["eval_var"]))
         layer.eval()
         out.append({"train": ys, **stats, "eval": _plain(torch, layer(_t(torch, case["x_eval"])))})
     return {"cases": out}
@@ -107,7 +131,7 @@ def single_image(target, torch, spec):
     for case in spec["cases"]:
         layer = _layer(target, torch, case).train()
         ys = [_plain(torch, layer(_t(torch, batch))) for batch in case["batches"]]
-        out.append({"y": ys, "mean": _plain(torch, layer.running_mean), "var": _plain(torch, layer.running_var)})
+        out.append({"y": ys, "mean": _plain(torch, layer.running_mean)})
     return {"cases": out}
 
 
@@ -184,7 +208,51 @@ def function_backward(target, torch, spec):
     return {"cases": out}
 
 
+# ------------------------------------------------------------ MyLayerNorm and MyGroupNorm
+
+def _norm_layer(target, torch, case):
+    """MyLayerNorm (case["normalized"]) or MyGroupNorm (case["groups"]) with the case's weight and bias."""
+    if "normalized" in case:
+        layer = target["MyLayerNorm"](tuple(case["normalized"]), eps=case["eps"], elementwise_affine=case["affine"])
+    else:
+        layer = target["MyGroupNorm"](case["groups"], case["channels"], eps=case["eps"], affine=case["affine"])
+    if case["affine"]:
+        with torch.no_grad():
+            layer.weight.copy_(_t(torch, case["weight"]))
+            layer.bias.copy_(_t(torch, case["bias"]))
+    return layer
+
+
+def norm_output(target, torch, spec):
+    return {"cases": [{"y": _plain(torch, _norm_layer(target, torch, c)(_t(torch, c["x"])))} for c in spec["cases"]]}
+
+
+def norm_gradients(target, torch, spec):
+    out = []
+    for case in spec["cases"]:
+        layer = _norm_layer(target, torch, case)
+        x = _t(torch, case["x"]).requires_grad_()
+        (layer(x) * _t(torch, case["w"])).sum().backward()
+        out.append({"x": _grad(torch, x), "weight": _grad(torch, layer.weight), "bias": _grad(torch, layer.bias)})
+    return {"cases": out}
+
+
+def norms_no_lot(target, torch, spec):
+    """Each sample alone, the whole lot in train() and in eval(), and the number of buffers."""
+    out = []
+    for case in spec["cases"]:
+        layer = _norm_layer(target, torch, case).train()
+        x = _t(torch, case["x"])
+        together = layer(x)
+        alone = [_plain(torch, layer(x[k:k + 1]))[0] for k in range(x.shape[0])]
+        layer.eval()
+        out.append({"together": _plain(torch, together), "alone": alone, "eval": _plain(torch, layer(x)),
+                    "buffers": len(list(layer.buffers()))})
+    return {"cases": out}
+
+
 SCENARIOS = {"train": train, "running": running, "evaluation": evaluation, "gradients": gradients,
-             "momentum_eps": momentum_eps, "channels_last": channels_last, "single_image": single_image,
+             "eval_gradients": eval_gradients, "momentum_eps": momentum_eps, "channels_last": channels_last, "single_image": single_image,
              "buffers_input": buffers_input, "own": own, "function_forward": function_forward,
-             "function_backward": function_backward}
+             "function_backward": function_backward, "ln_output": norm_output, "ln_gradients": norm_gradients,
+             "gn_output": norm_output, "gn_gradients": norm_gradients, "norms_no_lot": norms_no_lot}
