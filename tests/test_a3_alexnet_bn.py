@@ -1,7 +1,7 @@
 """Assignment 3 (BatchNorm in AlexNet), end to end through real nbgrader.
 
 - the source notebook: nbgrader metadata (five code answer cells, four written
-  answers, six locked test cells with points, visible and hidden parts), the
+  answers, seven locked test cells with points, visible and hidden parts), the
   locked shared and given cells;
 - the committed release: `nbgrader validate` lists exactly its blanks; equal to
   a fresh generation, five code blanks and four
@@ -79,7 +79,7 @@ def test_source_cells_and_metadata():
 
 
 def test_release_validate_lists_exactly_the_blanks(tmp_path, monkeypatch):
-    """The student's Validate button on the untouched release: the six test cells fail with the stub's
+    """The student's Validate button on the untouched release: the seven test cells fail with the stub's
     NotImplementedError and the four written answers are reported unanswered; nothing else fails.
     (That the instructor's solution passes every visible and hidden test is shown by the graded catalogue.)"""
     course = make_course(tmp_path / "course", [ASSIGNMENT])
