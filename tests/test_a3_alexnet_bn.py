@@ -1,7 +1,7 @@
 """Assignment 3 (BatchNorm in AlexNet), end to end through real nbgrader.
 
 - the source notebook: nbgrader metadata (five code answer cells, four written
-  answers, six locked test cells with points, visible and hidden parts), the
+  answers, seven locked test cells with points, visible and hidden parts), the
   locked shared and given cells;
 - the committed release: `nbgrader validate` lists exactly its blanks; equal to
   a fresh generation, five code blanks and four
@@ -34,8 +34,8 @@ RELEASE = REPO / "release" / ASSIGNMENT / NOTEBOOK
 CODE_STUB = "    # EL VOSTRE CODI AQUÍ\n    raise NotImplementedError()"
 TEXT_STUB = "ESCRIVIU AQUÍ LA VOSTRA RESPOSTA"
 POINTS = {"test_features": 3, "test_classifier": 2, "test_alexnet_shape": 2, "test_alexnet_freeze": 3,
-          "test_train_one_epoch": 4, "test_evaluate": 4,
-          "answer_comparison": 3, "answer_learning_rate": 3, "answer_activations": 3, "answer_transfer": 2}
+          "test_train_one_epoch": 3, "test_train_graphs": 1, "test_evaluate": 4,
+          "answer_comparison": 3, "answer_learning_rate": 3, "answer_activations": 3, "answer_transfer": 3}
 GIVEN = ("shared_course_utils", "given_setup", "given_alexnet")
 VARIANTS = catalogue.VARIANTS
 
@@ -69,7 +69,7 @@ def test_source_cells_and_metadata():
     ids = _ids(nb)
     order = ["shared_course_utils", "given_setup", "given_alexnet", "build_features", "test_features",
              "build_classifier", "test_classifier", "build_alexnet", "test_alexnet_shape", "test_alexnet_freeze",
-             "train_one_epoch", "test_train_one_epoch", "evaluate", "test_evaluate", *catalogue.WRITTEN_ANSWERS]
+             "train_one_epoch", "test_train_one_epoch", "test_train_graphs", "evaluate", "test_evaluate", *catalogue.WRITTEN_ANSWERS]
     assert [ids.index(g) for g in order] == sorted(ids.index(g) for g in order)
     for g in GIVEN:
         meta = _nbg(nb.cells[ids.index(g)])
@@ -79,7 +79,7 @@ def test_source_cells_and_metadata():
 
 
 def test_release_validate_lists_exactly_the_blanks(tmp_path, monkeypatch):
-    """The student's Validate button on the untouched release: the six test cells fail with the stub's
+    """The student's Validate button on the untouched release: the seven test cells fail with the stub's
     NotImplementedError and the four written answers are reported unanswered; nothing else fails.
     (That the instructor's solution passes every visible and hidden test is shown by the graded catalogue.)"""
     course = make_course(tmp_path / "course", [ASSIGNMENT])
@@ -114,7 +114,7 @@ def test_written_answers_carry_a_rubric_and_their_questions_ask_for_numbers():
         question = nb.cells[nb.cells.index(cell) - 1]
         assert question.cell_type == "markdown" and "Citeu" in question.source, meta["grade_id"]
     evidence = [c.get("id") for c in nb.cells if "evidence" in c.metadata.get("tags", [])]
-    assert evidence == ["exp-compare", "exp-lr", "exp-activations", "exp-transfer"]
+    assert evidence == ["exp-compare", "exp-lr", "exp-activations", "exp-transfer", "bn-frozen"]
     assert all(by_id[i].cell_type == "code" for i in evidence)
     release = _read(RELEASE)
     assert [c.get("id") for c in release.cells if "evidence" in c.metadata.get("tags", [])] == evidence
@@ -204,7 +204,7 @@ def test_catalogue_is_consistent():
     assert set(catalogue.TESTS) == {_nbg(c)["grade_id"] for c in _test_cells(_read(SOURCE))}
     answer_ids = set(catalogue.CODE_ANSWERS) | set(catalogue.WRITTEN_ANSWERS)
     correct = [v for v in VARIANTS if v.fails == frozenset() and v.student != "solution"]
-    assert len(correct) >= 2
+    assert len(correct) >= 3
     for g in catalogue.CODE_ANSWERS:  # the correct styles really differ from the solution in every cell
         assert len({catalogue.solution(g)} | {v.answers[g] for v in correct}) == len(correct) + 1, g
     for v in VARIANTS:
@@ -215,7 +215,8 @@ def test_catalogue_is_consistent():
     # every classic mistake the assignment names is in the catalogue
     descriptions = " ".join(v.description for v in VARIANTS)
     for mistake in ("without model.eval()", "no optimizer.zero_grad()", "Softmax applied to the logits before",
-                    "without torch.no_grad()", "BatchNorm2d after the ReLU", "freeze_features ignored"):
+                    "without torch.no_grad()", "BatchNorm2d after the ReLU", "freeze_features ignored",
+                    "loss accumulated as a tensor"):
         assert mistake in descriptions, mistake
 
 

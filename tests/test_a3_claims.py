@@ -35,13 +35,13 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 
 import nbformat
 import pytest
 import torch
 
+from claims_support import FLOAT_ORDER_VARIANTS, VARIANT_IDS, run_variant, script_threads, supported
 from conftest import REPO
 
 NOTEBOOK = REPO / "source" / "a3_alexnet_bn" / "alexnet_bn.ipynb"
@@ -50,11 +50,6 @@ CELLS = ("given_setup", "data", "given_alexnet", "build_features", "build_classi
          "train_one_epoch", "evaluate", "exp-setup")
 SEEDS = (0, 1, 2, 3)
 VARIANT_SEEDS = (0, 1)
-# (name, environment, math threads): each judged in its own process. Two threads wait passively: on a
-# machine whose cores are busy with other work, spinning OpenMP threads make a run many times slower.
-FLOAT_ORDER_VARIANTS = (("two-threads", {"OMP_WAIT_POLICY": "PASSIVE"}, 2),
-                        ("kernel-default", {"ATEN_CPU_CAPABILITY": "default"}, 1),
-                        ("kernel-avx2", {"ATEN_CPU_CAPABILITY": "avx2"}, 1))
 
 
 def _cell_key(cell) -> str:
@@ -183,28 +178,11 @@ def test_at_a_high_learning_rate_only_bn_learns(notebook, runs, seed):
     assert not failures, "\n".join(failures) + "\n" + table(runs)
 
 
-def _supported(env: dict) -> bool:
-    """Whether this CPU runs the kernel that ``env`` asks for (torch falls back silently otherwise)."""
-    want = env.get("ATEN_CPU_CAPABILITY")
-    if not want:
-        return True
-    got = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
-                         env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout.strip()
-    return got.lower() == want.lower()
-
-
-@pytest.mark.parametrize("name,env,threads", FLOAT_ORDER_VARIANTS, ids=[v[0] for v in FLOAT_ORDER_VARIANTS])
+@pytest.mark.parametrize("name,env,threads", FLOAT_ORDER_VARIANTS, ids=VARIANT_IDS)
 def test_the_claims_do_not_hinge_on_float_order(notebook, name, env, threads):
-    if not _supported(env):
+    if not supported(env):
         pytest.skip(f"this CPU has no {env['ATEN_CPU_CAPABILITY']} kernels")
-    proc = subprocess.run([sys.executable, __file__, "--threads", str(threads), *map(str, VARIANT_SEEDS)],
-                          env={**os.environ, **env, "COURSE_MODE": "fast"}, cwd=REPO / "tests",
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
-    if "ATEN_CPU_CAPABILITY" in env:
-        assert report["capability"].lower() == env["ATEN_CPU_CAPABILITY"].lower(), report["capability"]
-    assert report["threads"] == threads
+    report = run_variant(__file__, list(VARIANT_SEEDS), env, threads)
     runs = {(s, lr, bn): h for s, lr, bn, h in report["runs"]}
     failures, _ = judge(runs, notebook["CONFIG"])
     print(f"\n{name}:\n" + table(runs))
@@ -349,9 +327,7 @@ def test_the_trainable_fraction_in_the_transfer_answer_is_the_notebooks(notebook
 # run as a script: the claim runs of the given seeds, as JSON on the last line
 
 def _main(argv) -> None:
-    threads = 1
-    if argv[:1] == ["--threads"]:
-        threads, argv = int(argv[1]), argv[2:]
+    threads, argv = script_threads(argv)
     ns = notebook_namespace()
     torch.set_num_threads(threads)  # after the notebook's setup, which asks for one thread in fast mode
     runs = claim_runs(ns, [int(s) for s in argv])

@@ -4,7 +4,9 @@ Shipped as source text to the sandboxed child, where ``target`` is
 ``{"train_one_epoch": f, "evaluate": g}`` from the student's code; the grader
 runs the same scenarios on the reference loops (``coursekit.checks.a3_alexnet_bn``).
 The models are small and built here from the inputs of ``spec``; the
-optimiser records the gradient it sees at every step.
+optimiser records the gradient it sees at every step.  The ``graphs`` scenario
+counts, at every call of the criterion, how many earlier batches' loss graphs
+are still alive (each graph holds a token that only it references).
 """
 
 
@@ -91,4 +93,36 @@ def evaluate(target, torch, spec):
             "weight": _plain(torch, model.lin.weight)}
 
 
-SCENARIOS = {"train": train, "evaluate": evaluate}
+def graphs(target, torch, spec):
+    import weakref
+
+    class Token:
+        pass
+
+    class Tagged(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, loss, token):
+            ctx.token = token   # lives exactly as long as this batch's graph
+            return loss.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad, None
+
+    tokens, kept = [], [0]
+    ce = torch.nn.CrossEntropyLoss()
+
+    def criterion(logits, y):
+        # the batch just before may still sit in the loop's variables: count the ones before it
+        kept[0] = max(kept[0], sum(r() is not None for r in tokens[:-1]))
+        token = Token()
+        tokens.append(weakref.ref(token))
+        return Tagged.apply(ce(logits, y), token)
+
+    model = _spy(torch, spec, with_bn=False)
+    optimiser = torch.optim.SGD(list(model.parameters()), lr=spec["lr"])
+    target["train_one_epoch"](model, _loader(torch, spec), optimiser, criterion, torch.device("cpu"))
+    return {"calls": len(tokens), "kept": kept[0], "alive_after": sum(r() is not None for r in tokens)}
+
+
+SCENARIOS = {"train": train, "evaluate": evaluate, "graphs": graphs}

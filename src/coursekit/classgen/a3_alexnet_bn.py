@@ -27,7 +27,7 @@ WRITTEN_ANSWERS = ("answer_comparison", "answer_learning_rate", "answer_activati
 
 # Test cells (grade_id) of the notebook, in order.
 TESTS = ("test_features", "test_classifier", "test_alexnet_shape", "test_alexnet_freeze",
-         "test_train_one_epoch", "test_evaluate")
+         "test_train_one_epoch", "test_train_graphs", "test_evaluate")
 
 
 def _course() -> Course:
@@ -50,7 +50,8 @@ WRITTEN = {
     "answer_learning_rate": "Sense BN la taxa alta no aprèn (es queda a l'atzar); amb BN sí, perquè la normalització "
                             "fa la sortida de cada capa independent de l'escala dels pesos.",
     "answer_activations": "Sense BN l'escala canvia d'una capa a l'altra; amb BN totes queden centrades i semblants.",
-    "answer_transfer": "Només s'entrenen el classificador i les BN; les BN són noves i han d'aprendre gamma i beta.",
+    "answer_transfer": "Només s'entrenen el classificador i les BN; les BN són noves i han d'aprendre gamma i beta. "
+                       "Les estadístiques de la BN es mouen en mode train() encara que estigui congelada.",
 }
 
 
@@ -231,6 +232,84 @@ def evaluate(model, loader, criterion, device=DEVICE):
 ''',
 )
 
+STYLE_C = dict(
+    # bias=False in every layer that a BatchNorm follows (the standard practice: BN cancels the bias), and the
+    # accuracy computed with a second forward pass, without gradients, in both loops
+    build_features='''\
+def make_features(use_bn=False, width=1.0):
+    layers = []
+    in_channels = 3
+    for out_channels, kernel, stride, padding, pool in ALEXNET_CONVS:
+        out_channels = max(1, round(width * out_channels))
+        layers += [nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding, bias=not use_bn)]
+        if use_bn:
+            layers += [nn.BatchNorm2d(out_channels)]
+        layers += [nn.ReLU(inplace=True)]
+        if pool:
+            layers += [nn.MaxPool2d(kernel_size=3, stride=2)]
+        in_channels = out_channels
+    return nn.Sequential(*layers)
+''',
+    build_classifier='''\
+def make_classifier(in_features, hidden, num_classes, use_bn=False, use_dropout=False, p=0.5):
+    model = nn.Sequential()
+    for n_in in (in_features, hidden):
+        if use_dropout:
+            model.append(nn.Dropout(p))
+        model.append(nn.Linear(n_in, hidden, bias=not use_bn))
+        if use_bn:
+            model.append(nn.BatchNorm1d(hidden))
+        model.append(nn.ReLU(inplace=True))
+    model.append(nn.Linear(hidden, num_classes))
+    return model
+''',
+    build_alexnet='''\
+def build_alexnet(num_classes=10, use_bn=False, use_dropout=False, pretrained=False, freeze_features=False,
+                  width=1.0, hidden=4096, pool=6):
+    if pretrained and width != 1:
+        raise ValueError(f"width={width}: els pesos preentrenats són els d'AlexNet sencera")
+    features = make_features(use_bn, width)
+    out_channels = next(m.out_channels for m in reversed(features) if isinstance(m, nn.Conv2d))
+    model = AlexNetBN(features, make_classifier(out_channels * pool * pool, hidden, num_classes, use_bn, use_dropout),
+                      pool=pool)
+    if pretrained:
+        load_pretrained_convs(model)
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    for conv in convs if freeze_features else []:
+        for p in conv.parameters():
+            p.requires_grad = False
+    return model
+''',
+    train_one_epoch='''\
+def train_one_epoch(model, loader, optimizer, criterion, device=DEVICE):
+    model.train()
+    loss_sum, hits, count = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        loss.backward()
+        optimizer.step()
+        loss_sum += float(loss.detach()) * len(y)
+        with torch.no_grad():  # a second forward pass, only to count the hits
+            hits += int((model(x).argmax(1) == y).sum())
+        count += len(y)
+    return loss_sum / count, hits / count
+''',
+    evaluate='''\
+def evaluate(model, loader, criterion, device=DEVICE):
+    model.eval()
+    loss_sum, hits, count = 0.0, 0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            loss_sum += float(criterion(model(x), y)) * len(y)
+            hits += int((model(x).argmax(1) == y).sum())
+            count += len(y)
+    return loss_sum / count, hits / count
+''',
+)
+
 # -- mistakes (edits of the solution) ----------------------------------------------------------------------
 
 BN_AFTER_RELU = ("build_features", (
@@ -294,6 +373,14 @@ OWN_DOWNLOAD = ("build_alexnet", (
     "        convs = [m for m in model.features if isinstance(m, nn.Conv2d)]\n"
     "        for mine, theirs in zip(convs, [m for m in ref.features if isinstance(m, nn.Conv2d)]):\n"
     "            mine.load_state_dict(theirs.state_dict())\n"))
+LOSS_AS_TENSOR = ("train_one_epoch", ("        total_loss += loss.item() * y.size(0)\n",
+                                      "        total_loss += loss * y.size(0)\n"),
+                  ("    return total_loss / seen, correct / seen\n",
+                   "    return total_loss.item() / seen, correct / seen\n"))
+NO_BIAS_WITHOUT_BN = ("build_features", (
+    "        layers.append(nn.Conv2d(in_channels, out_channels, kernel_size=kernel, stride=stride, padding=padding))\n",
+    "        layers.append(nn.Conv2d(in_channels, out_channels, kernel_size=kernel, stride=stride, padding=padding,\n"
+    "                                bias=False))\n"))
 INIT_AFTER_LOAD = ("build_alexnet", (
     "    if freeze_features:\n", "    kaiming_init(model)  # inicialitzem la xarxa\n    if freeze_features:\n"))
 
@@ -314,8 +401,11 @@ def _variants() -> list[Variant]:
                 "inference_mode", full(**STYLE_A)),
         Variant("correct_style_b", "correct: Sequential.append, named layers (OrderedDict), apply() to freeze, "
                 "model.zero_grad(), @torch.no_grad() evaluate restoring the mode", full(**STYLE_B)),
+        Variant("correct_style_c", "correct: bias=False before every BatchNorm, accuracy from a second forward "
+                "pass without gradients (train and evaluate), freezing through a list", full(**STYLE_C)),
         Variant("only_builder", "the three builders done, the two loops left blank",
-                {g: solution(g) for g in CODE_ANSWERS[:3]}, fails={"test_train_one_epoch", "test_evaluate"}),
+                {g: solution(g) for g in CODE_ANSWERS[:3]},
+                fails={"test_train_one_epoch", "test_train_graphs", "test_evaluate"}),
         # Each of the classic mistakes has its own variant, with at most one further, independent mistake
         # in another answer cell (or another part of the same cell, caught by another test).
         Variant("eval_in_train_mode", "evaluate without model.eval(); BatchNorm1d also after the last Linear",
@@ -335,6 +425,9 @@ def _variants() -> list[Variant]:
                 "pretrained weights itself instead of load_pretrained_convs",
                 mistakes(BN1D_AFTER_RELU, PERCENT_ACCURACY, OWN_DOWNLOAD),
                 fails={"test_classifier", "test_evaluate", "test_alexnet_freeze"}),
+        Variant("loss_as_tensor", "the epoch's loss accumulated as a tensor (total += loss * n), keeping every "
+                "batch's graph alive; bias=False in the convolutions even without BatchNorm",
+                mistakes(LOSS_AS_TENSOR, NO_BIAS_WITHOUT_BN), fails={"test_train_graphs", "test_features"}),
         Variant("softmax_head", "Softmax as the head's last layer; re-initialises the model after loading the "
                 "pretrained weights", mistakes(SOFTMAX_HEAD, INIT_AFTER_LOAD),
                 fails={"test_classifier", "test_alexnet_freeze"}),
