@@ -36,10 +36,11 @@ RELEASE = REPO / "release" / ASSIGNMENT / NOTEBOOK
 TEXT_STUB = "ESCRIVIU AQUÍ LA VOSTRA RESPOSTA"
 POINTS = {"test_block_structure": 2, "test_block_torchvision": 3, "test_zero_init": 2, "test_resnet18": 3,
           "test_fold_bn": 4, "test_fold_resnet": 2, "test_freeze_bn_stats": 3, "test_freeze_bn_params": 2,
-          "answer_zero_init": 2, "answer_folding": 2, "answer_freeze": 3, "answer_layernorm": 2}
-GIVEN = ("shared_course_utils", "given_setup", "given_resnet")
-EXPERIMENTS = ("exp-zero-init", "exp-fold")  # the experiments that use the student's answers
-EVIDENCE = ("freeze-demo", *EXPERIMENTS, "exp-layernorm")  # the cells the written answers discuss
+          "answer_zero_init": 2, "answer_folding": 2, "answer_freeze": 3, "answer_layernorm": 2,
+          "answer_finetune": 3}
+GIVEN = ("shared_course_utils", "shared_course_loops", "given_setup", "given_resnet")
+EXPERIMENTS = ("exp-zero-init", "exp-fold", "exp-finetune")  # the experiments that use the student's answers
+EVIDENCE = ("freeze-demo", "exp-zero-init", "exp-fold", "exp-layernorm", "exp-finetune")  # the cells the written answers discuss
 VARIANTS = catalogue.VARIANTS
 
 
@@ -272,3 +273,9 @@ def test_correct_submissions_run_whole_and_show_the_claims(graded, student):
     fold = _text(nb, "exp-fold")
     assert "BN al model original: 20; al plegat: 0" in fold, fold
     assert float(re.search(r"diferència màxima entre les sortides: ([0-9.e+-]+)", fold).group(1)) < 1e-4, fold
+
+    finetune = _text(nb, "exp-finetune")
+    final = {k: float(v.split()[-1]) for k, v in re.findall(
+        r"^\s*(.+?): exactitud de validació \(eval\) per època ([0-9. ]+)$", finetune, flags=re.MULTILINE)}
+    assert len(final) == 3, finetune
+    assert final["BN en mode entrenament"] < min(final["BN congelada (freeze_bn)"], final["GroupNorm"]), finetune
