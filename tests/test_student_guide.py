@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 from conftest import REPO, make_course
-from coursekit import classgen, student_guide
+from coursekit import classgen, codeprint, student_guide
 from coursekit.paths import ASSIGNMENTS, Course
 from coursekit.publish import BADGE_RE, publish, secret_lines
 
@@ -111,7 +111,8 @@ def test_every_release_opens_with_the_guide_and_ends_with_the_self_check():
 
 
 def test_every_release_states_its_measured_full_mode_time():
-    """The run time a release states is the one measured (``coursekit time-full-mode`` on a GPU machine)."""
+    """The run time a release states is the one measured (``coursekit time-full-mode`` on a GPU machine):
+    as this notebook's while its source's code is the one measured, as an earlier version's after that."""
     times = json.loads((REPO / "notebooks" / student_guide.TIMES_FILE).read_text(encoding="utf-8"))
     assert times["machine"]["gpu"], "the stated times must come from a run on a GPU"
     assert "one epoch per training" in times["kind"] or times["kind"] == "full size"
@@ -120,7 +121,27 @@ def test_every_release_states_its_measured_full_mode_time():
         assert "error" not in entry, f"{assignment}: the measured run failed"
         minutes = student_guide.full_mode_minutes(times, assignment)
         assert minutes * 60 >= entry.get("estimated_seconds", entry["seconds"])
-        assert f"**{minutes} minut" in _release(assignment).cells[1].source, assignment
+        text = _release(assignment).cells[1].source
+        assert f"**{minutes} minut" in text, assignment
+        (source,) = sorted((REPO / "source" / assignment).glob("*.ipynb"))
+        if codeprint.file_fingerprint(source) == entry["code"]:
+            assert "executar aquest quadern sencer va trigar" in text, assignment
+        else:
+            assert "una versió anterior d'aquest quadern" in text and "no s'ha tornat a mesurar" in text, assignment
+
+
+def test_code_fingerprint_ignores_comments_and_layout_only():
+    (source,) = sorted((REPO / "source" / "a1_batchnorm1d").glob("*.ipynb"))
+    nb = nbformat.read(str(source), as_version=4)
+    before = codeprint.code_fingerprint(nb)
+    code = next(c for c in nb.cells if c.cell_type == "code" and "def " in c.source)
+    original = code.source
+    code.source = "# @title Un títol de formulari de Colab\n\n" + original + "\n\n# un comentari al final\n"
+    assert codeprint.code_fingerprint(nb) == before
+    code.source = original.replace("def ", "def _", 1)
+    assert codeprint.code_fingerprint(nb) != before
+    code.source = "%matplotlib inline\n" + original
+    assert codeprint.code_fingerprint(nb) != before
 
 
 def test_blank_release_names_every_missing_part_without_a_traceback(executed):

@@ -41,6 +41,7 @@ from pathlib import Path
 import nbformat
 
 from coursekit import standins
+from coursekit.codeprint import file_fingerprint
 from coursekit.paths import ASSIGNMENTS, Course, CourseError
 
 SITE_DIR = Path(__file__).resolve().parent / "fullmode_site"
@@ -228,7 +229,8 @@ def run_all(course: Course, rehearsal: bool, only: list[str] | None = None, cell
                     after_each(result)
                 continue
             total = round(time.perf_counter() - start, 1)
-            result["notebooks"][assignment] = {"notebook": path.name, "seconds": total, "sections": section_times(nb)}
+            result["notebooks"][assignment] = {"notebook": path.name, "code": file_fingerprint(path), "seconds": total,
+                                               "sections": section_times(nb)}
             if one_epoch_per_fit:
                 fits = read_fits(log)
                 result["notebooks"][assignment]["fits"] = fits

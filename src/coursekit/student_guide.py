@@ -8,7 +8,9 @@ hidden tests).  It adds to each release notebook:
   Drive, pick a GPU runtime, what to do after a disconnect), read from
   ``notebooks/abans_de_comencar.md``; its ``{temps_mode_complet}`` line says
   how long that notebook's full mode took when measured on a GPU machine
-  (``notebooks/full_mode_times.json``, written by ``coursekit time-full-mode``);
+  (``notebooks/full_mode_times.json``, written by ``coursekit time-full-mode``),
+  as this notebook's time while its code is the one measured, as an earlier
+  version's once the code has changed (:mod:`coursekit.codeprint`);
 - at the end, the "self-check and hand-in" text (``notebooks/comprovacio_i_entrega.md``)
   and a self-check code cell.  The self-check re-runs the *visible* part of
   every autograded test cell of that release notebook, each in a copy of the
@@ -36,6 +38,8 @@ import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 from nbgrader.utils import is_grade, is_solution
 from traitlets import Unicode
+
+from coursekit.codeprint import file_fingerprint
 
 ROLE_BEFORE = "abans-de-comencar"
 ROLE_HANDIN_TEXT = "comprovacio-i-entrega"
@@ -145,18 +149,28 @@ def full_mode_minutes(times: dict, assignment: str) -> int | None:
     return None if seconds is None or "error" in entry else max(1, math.ceil(seconds / 60))
 
 
-def time_line(times: dict, assignment: str) -> str:
-    """The "how long it takes" item of the before-you-start text (empty if the notebook was never measured)."""
+def time_line(times: dict, assignment: str, code: str | None = None) -> str:
+    """The "how long it takes" item of the before-you-start text (empty if the notebook was never measured).
+
+    ``code`` is the fingerprint of the source notebook now (:mod:`coursekit.codeprint`): the time is
+    stated as this notebook's only while it equals the fingerprint recorded with the measurement;
+    otherwise it is stated as an earlier version's, with the notebook not measured since."""
     minutes = full_mode_minutes(times, assignment)
     if minutes is None:
         return ""
+    entry = times["notebooks"][assignment]
     machine = times.get("machine", {})
     gpu = str(machine.get("gpu") or "GPU").replace("NVIDIA ", "")
     cpus = machine.get("cpu_count")
     where = f"una GPU {gpu} amb {cpus} nuclis de CPU, com els de Colab" if cpus else f"una GPU {gpu}"
-    return (f"6. **Quant triga.** En mode complet, executar aquest quadern sencer va trigar uns "
-            f"**{minutes} minut{'s' if minutes != 1 else ''}** en {where} (sense comptar la baixada de "
-            "les dades). La GPU T4 gratuïta de Colab és més lenta: compteu-hi més temps.")
+    amount = f"**{minutes} minut{'s' if minutes != 1 else ''}**"
+    slower = "La GPU T4 gratuïta de Colab és més lenta: compteu-hi més temps."
+    if code is not None and entry.get("code") == code:
+        return (f"6. **Quant triga.** En mode complet, executar aquest quadern sencer va trigar uns {amount} "
+                f"en {where} (sense comptar la baixada de les dades). {slower}")
+    return (f"6. **Quant triga.** En mode complet, una versió anterior d'aquest quadern va trigar uns {amount} "
+            f"en {where} (sense comptar la baixada de les dades); el codi ha canviat des d'aleshores i encara no "
+            f"s'ha tornat a mesurar. {slower}")
 
 
 def _role(cell) -> str | None:
@@ -186,6 +200,15 @@ class StudentGuide(NbGraderPreprocessor):
             raise FileNotFoundError(f"{path} is missing: the student guide of every release notebook is read from it")
         return path.read_text(encoding="utf-8").strip("\n")
 
+    def _source_fingerprint(self, assignment: str, resources) -> str | None:
+        """The code fingerprint of the source notebook this release notebook is generated from."""
+        from nbgrader.coursedir import CourseDirectory
+
+        coursedir = CourseDirectory(config=self.config)
+        name = resources.get("unique_key") or ""
+        path = Path(coursedir.format_path(coursedir.source_directory, ".", assignment)) / f"{name}.ipynb"
+        return file_fingerprint(path) if assignment and name and path.is_file() else None
+
     def preprocess(self, nb, resources):
         from nbgrader.coursedir import CourseDirectory
 
@@ -197,7 +220,8 @@ class StudentGuide(NbGraderPreprocessor):
         times_path = folder / TIMES_FILE
         times = json.loads(times_path.read_text(encoding="utf-8")) if times_path.is_file() else {}
         assignment = resources.get("nbgrader", {}).get("assignment", "")
-        before_text = self._text(BEFORE_FILE).replace(TIMES_PLACEHOLDER, time_line(times, assignment)).rstrip("\n")
+        line = time_line(times, assignment, self._source_fingerprint(assignment, resources))
+        before_text = self._text(BEFORE_FILE).replace(TIMES_PLACEHOLDER, line).rstrip("\n")
         before = _new_cell("markdown", before_text, ROLE_BEFORE, minor)
         at = 1 if nb.cells and _role(nb.cells[0]) == "colab-badge" else 0
         nb.cells.insert(at, before)
