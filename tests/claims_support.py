@@ -66,3 +66,31 @@ def script_main(argv: list[str], compute: Callable[[list[int]], object]) -> None
     runs = compute([int(s) for s in argv], threads)
     print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
                       "runs": runs}))
+
+
+def notebook_fixture(make_namespace: Callable[[], dict]):
+    """Body of a module-scoped ``notebook`` fixture: the notebook's namespace, then the math threads, the
+    ``COURSE_MODE`` and matplotlib's figures put back as they were (``yield from`` it in the fixture)."""
+    import torch
+
+    threads, mode = torch.get_num_threads(), os.environ.get("COURSE_MODE")
+    ns = make_namespace()
+    yield ns
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    torch.set_num_threads(threads)
+    if mode is not None:
+        os.environ["COURSE_MODE"] = mode
+
+
+def notebook_runs(make_namespace: Callable[[], dict], claim_runs: Callable[[dict, list[int]], object]):
+    """The ``compute`` of :func:`script_main` for a claims module whose runs are ``claim_runs(ns, seeds)``."""
+    def compute(seeds, threads):
+        import torch
+
+        ns = make_namespace()
+        torch.set_num_threads(threads)  # after the notebook's setup, which asks for one thread in fast mode
+        return claim_runs(ns, seeds)
+
+    return compute

@@ -47,7 +47,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script: the helpers beside it
 
 from assignment_checks import nbg, read_nb  # noqa: E402
-from claims_support import FLOAT_ORDER_VARIANTS, VARIANT_IDS, run_in_subprocess, script_main  # noqa: E402
+from claims_support import (FLOAT_ORDER_VARIANTS, VARIANT_IDS, notebook_fixture, notebook_runs,  # noqa: E402
+                            run_in_subprocess, script_main)
 from conftest import REPO, shared_module  # noqa: E402
 
 from coursekit import classgen  # noqa: E402
@@ -145,15 +146,7 @@ def judge(runs, num_classes: int, scales) -> list[str]:
 
 @pytest.fixture(scope="module")
 def notebook():
-    threads, mode = torch.get_num_threads(), os.environ.get("COURSE_MODE")
-    ns = notebook_namespace()
-    yield ns
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
-    torch.set_num_threads(threads)
-    if mode is not None:
-        os.environ["COURSE_MODE"] = mode
+    yield from notebook_fixture(notebook_namespace)
 
 
 @pytest.fixture(scope="module")
@@ -421,11 +414,5 @@ def test_model_answers_carry_a_rubric_that_adds_up(grade_id):
 # ---------------------------------------------------------------------------------------------------------
 # run as a script: the fast-mode claim runs of the given seeds, as JSON on the last line
 
-def _compute(seeds, threads):
-    ns = notebook_namespace()
-    torch.set_num_threads(threads)  # after the notebook's setup, which asks for one thread in fast mode
-    return claim_runs(ns, seeds)
-
-
 if __name__ == "__main__":
-    script_main(sys.argv[1:], _compute)
+    script_main(sys.argv[1:], notebook_runs(notebook_namespace, claim_runs))

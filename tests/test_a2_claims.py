@@ -4,11 +4,17 @@ Part 3's claim (small lots): the notebook's read-only experiment code (``experim
 CNN with BatchNorm, LayerNorm and GroupNorm on the generated images, at a small, a medium and a large lot
 size, with the same epochs, on several seeds:
 
-1. on EVERY seed: with lots of 2, BatchNorm stays near chance while LayerNorm and GroupNorm learn, far above
-   it; with medium lots BatchNorm learns well, far above its own result with lots of 2;
-2. on a stated majority (3 of 4 seeds), with a margin: with medium and large lots BatchNorm is as good as
-   the other two or better (within 0.05), and the largest lots (fewest steps) end below the medium ones
-   for every normalisation, and LayerNorm and GroupNorm below their result with lots of 2.
+1. on EVERY seed: with lots of 2, BatchNorm stays near chance while GroupNorm learns far above it (+0.3)
+   and LayerNorm clearly above it (+0.15); with medium lots BatchNorm learns well, far above its own result
+   with lots of 2;
+2. on a stated majority (3 of 4 seeds), with a margin: LayerNorm, too, far above BatchNorm with lots of 2
+   (+0.3); with medium and large lots BatchNorm is as good as the other two or better (within 0.05); the
+   largest lots (fewest steps) end below the medium ones for every normalisation, and LayerNorm and
+   GroupNorm below their result with lots of 2.
+
+LayerNorm with lots of 2 is the least steady number: on seed 0 it reaches 0.71 with the default CPU kernel
+but 0.47 with the AVX2 and AVX-512 ones (BatchNorm 0.23), so it is judged "clearly above" on every seed and
+"far above" on a majority; the model answer says only that BatchNorm ends clearly below both.
 
 Float order must not decide the claim: claim 1 is judged again in subprocesses with two math threads and
 with other CPU kernels (``ATEN_CPU_CAPABILITY=default`` / ``avx2``), through tests/claims_support.py.
@@ -21,7 +27,6 @@ seeds as JSON: that is what the subprocesses do.
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 import sys
@@ -44,7 +49,7 @@ MAJORITY = 3                      # of the 4 seeds, for the claims of point 2
 VARIANT_SEEDS = (0,)
 NUM_CLASSES = 4                   # chance level 0.25
 # generated images of the notebook's fast mode (16x16, 4 classes). Measured on seeds 0-3 (validation accuracy,
-# lots of 2 / 32 / 128): BatchNorm 0.28-0.30 / 0.76-0.87 / 0.27-0.61, LayerNorm 0.71-0.91 / 0.44-0.74 / 0.27-0.36,
+# lots of 2 / 32 / 128): BatchNorm 0.28-0.30 / 0.76-0.87 / 0.27-0.61, LayerNorm 0.47-0.91 / 0.42-0.74 / 0.27-0.36,
 # GroupNorm 0.66-0.89 / 0.34-0.63 / 0.29-0.38. With 256 training images LayerNorm and GroupNorm do not learn in
 # 6 epochs even with lots of 2: the claim needs this size (lots of 2 cost most of the time: 256 steps an epoch)
 SIZES = (512, 400, 8)
@@ -83,8 +88,10 @@ def judge_every_seed(runs) -> list[str]:
         bn, ln, gn = acc["BatchNorm"], acc["LayerNorm"], acc["GroupNorm"]
         if bn[SMALL] > chance + 0.1:
             failures.append(f"seed {seed}: with lots of {SMALL} BatchNorm learns ({bn[SMALL]:.2f})")
-        if min(ln[SMALL], gn[SMALL]) < bn[SMALL] + 0.3:
-            failures.append(f"seed {seed}: with lots of {SMALL} LayerNorm/GroupNorm are not far above BatchNorm")
+        if gn[SMALL] < bn[SMALL] + 0.3:
+            failures.append(f"seed {seed}: with lots of {SMALL} GroupNorm is not far above BatchNorm")
+        if ln[SMALL] < bn[SMALL] + 0.15:
+            failures.append(f"seed {seed}: with lots of {SMALL} LayerNorm is not clearly above BatchNorm")
         if bn[MEDIUM] < 0.7 or bn[MEDIUM] < bn[SMALL] + 0.35:
             failures.append(f"seed {seed}: with lots of {MEDIUM} BatchNorm does not learn well ({bn[MEDIUM]:.2f})")
     return failures
@@ -98,6 +105,8 @@ def judge_majority(runs) -> list[str]:
                           for bs in (MEDIUM, LARGE)),
         "the largest lots end below the medium ones (fewer steps)":
             lambda a: all(a[k][LARGE] < a[k][MEDIUM] for k in ("BatchNorm", "LayerNorm", "GroupNorm")),
+        "LayerNorm far above BatchNorm with lots of 2 (as GroupNorm is on every seed)":
+            lambda a: a["LayerNorm"][SMALL] >= a["BatchNorm"][SMALL] + 0.3,
         "LayerNorm and GroupNorm learn better with lots of 2 than with the largest":
             lambda a: a["LayerNorm"][SMALL] > a["LayerNorm"][LARGE] and a["GroupNorm"][SMALL] > a["GroupNorm"][LARGE],
     }

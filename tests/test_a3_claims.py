@@ -31,17 +31,18 @@ runs of those seeds as JSON: that is what the subprocesses do.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
 import torch
 
-from claims_support import FLOAT_ORDER_VARIANTS, VARIANT_IDS, run_variant, script_threads, supported
+from claims_support import (FLOAT_ORDER_VARIANTS, VARIANT_IDS, notebook_fixture, notebook_runs, run_in_subprocess,
+                            script_main)
 from conftest import REPO
 
 NOTEBOOK = REPO / "source" / "a3_alexnet_bn" / "alexnet_bn.ipynb"
@@ -135,15 +136,7 @@ def _notebook_reach(history, target):
 
 @pytest.fixture(scope="module")
 def notebook():
-    threads, mode = torch.get_num_threads(), os.environ.get("COURSE_MODE")
-    ns = notebook_namespace()
-    yield ns
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
-    torch.set_num_threads(threads)
-    if mode is not None:
-        os.environ["COURSE_MODE"] = mode
+    yield from notebook_fixture(notebook_namespace)
 
 
 @pytest.fixture(scope="module")
@@ -180,10 +173,8 @@ def test_at_a_high_learning_rate_only_bn_learns(notebook, runs, seed):
 
 @pytest.mark.parametrize("name,env,threads", FLOAT_ORDER_VARIANTS, ids=VARIANT_IDS)
 def test_the_claims_do_not_hinge_on_float_order(notebook, name, env, threads):
-    if not supported(env):
-        pytest.skip(f"this CPU has no {env['ATEN_CPU_CAPABILITY']} kernels")
-    report = run_variant(__file__, list(VARIANT_SEEDS), env, threads)
-    runs = {(s, lr, bn): h for s, lr, bn, h in report["runs"]}
+    raw = run_in_subprocess(Path(__file__), list(VARIANT_SEEDS), env, threads)
+    runs = {(s, lr, bn): h for s, lr, bn, h in raw}
     failures, _ = judge(runs, notebook["CONFIG"])
     print(f"\n{name}:\n" + table(runs))
     assert not failures, f"{name}:\n" + "\n".join(failures) + "\n" + table(runs)
@@ -326,14 +317,10 @@ def test_the_trainable_fraction_in_the_transfer_answer_is_the_notebooks(notebook
 # ---------------------------------------------------------------------------------------------------------
 # run as a script: the claim runs of the given seeds, as JSON on the last line
 
-def _main(argv) -> None:
-    threads, argv = script_threads(argv)
-    ns = notebook_namespace()
-    torch.set_num_threads(threads)  # after the notebook's setup, which asks for one thread in fast mode
-    runs = claim_runs(ns, [int(s) for s in argv])
-    print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
-                      "runs": [[s, lr, bn, h] for (s, lr, bn), h in runs.items()]}))
+def _runs_as_json(ns: dict, seeds) -> list:
+    """The claim runs as JSON-able rows [seed, lr, batch_norm, history]."""
+    return [[s, lr, bn, h] for (s, lr, bn), h in claim_runs(ns, seeds).items()]
 
 
 if __name__ == "__main__":
-    _main(sys.argv[1:])
+    script_main(sys.argv[1:], notebook_runs(notebook_namespace, _runs_as_json))

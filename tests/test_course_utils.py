@@ -6,7 +6,6 @@ runs on small generated data, never downloads.
 from __future__ import annotations
 
 import math
-import sys
 
 import pytest
 import torch

@@ -18,7 +18,6 @@ For each run:
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time

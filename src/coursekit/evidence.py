@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import binascii
 import html
-import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path

@@ -9,7 +9,6 @@ the course and fails if the committed ``release/`` differs.
 from __future__ import annotations
 
 import filecmp
-import os
 import shutil
 import sys
 import tempfile
