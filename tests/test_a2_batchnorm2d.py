@@ -9,7 +9,8 @@
 - the catalogue of generated submissions (coursekit.classgen.a2_batchnorm2d: correct styles,
   partial submissions, one mistake in each answer cell, delegation, patching), graded ONCE by
   `nbgrader autograde` in a scratch course: each variant gets exactly the test cells its ``fails``
-  set allows, read from the gradebook.
+  set allows, read from the gradebook; when the student's code raises, the failing cells say so in
+  Catalan (which operation failed, then the original error).
 
 The claims of part 3 and of the model answer: tests/test_a2_claims.py.
 """
@@ -212,7 +213,8 @@ def test_catalogue_is_consistent():
                 "dx_missing_xhat_term", "dgamma_not_summed_over_hw", "backward_calls_autograd",
                 "delegates_f_batch_norm", "subclass_batchnorm2d", "wraps_batchnorm2d", "patched_allclose",
                 "eval_no_grad", "eval_detached", "bessel_with_batch_size", "ln_last_dim_only", "gn_interleaved_groups",
-                "ln_unbiased_var", "gn_unbiased_var", "ln_delegates_f_layer_norm", "gn_delegates_f_group_norm"}
+                "ln_unbiased_var", "gn_unbiased_var", "ln_delegates_f_layer_norm", "gn_delegates_f_group_norm",
+                "ln_stats_without_keepdim"}
     assert required <= mistakes
     # a student with three mistakes has one in each answer cell, each seen only by that cell's tests
     for v in VARIANTS:
@@ -250,6 +252,39 @@ def test_solution_gets_every_point_and_blank_none(graded):
 def test_variant_gets_exactly_its_points(graded, variant):
     wrong = wrong_points(graded, variant, catalogue.TESTS)
     assert not wrong, f"{variant.student} ({variant.description}): {wrong}"
+
+
+def _errors(graded, student):
+    """grade_id -> (ename, evalue) of each cell of the student's autograded notebook that ended in an error."""
+    nb = _read(graded.autograded(student, ASSIGNMENT, NOTEBOOK))
+    return {_nbg(c).get("grade_id"): (o.ename, o.evalue) for c in nb.cells for o in c.get("outputs", [])
+            if o.output_type == "error"}
+
+
+def test_a_crash_in_the_students_code_is_reported_in_catalan(graded):
+    """When the student's code raises, the test cell fails with the notebook's Catalan message naming the
+    operation that failed (check_call), with the original error after it, instead of a bare traceback; only
+    the cells that use the failing class fail, and an in-place error adds its hint."""
+    errors = _errors(graded, "ln_stats_without_keepdim")
+    layernorm = {"test_layernorm_output", "test_layernorm_gradients", "test_norms_no_lot"}
+    assert set(errors) == layernorm, errors
+    for grade_id, (ename, evalue) in errors.items():
+        assert ename == "AssertionError", (grade_id, ename, evalue)
+        assert re.match(r"La passada endavant de MyLayerNorm\b.*: el vostre codi ha fallat\. "
+                        r"Error original: RuntimeError: The size of tensor", evalue), (grade_id, evalue)
+    # x -= mean on an input that requires grad: the cells where autograd refuses it say so in Catalan
+    errors = _errors(graded, "input_modified_inplace")
+    assert {"test_bn2d_gradients", "test_bn2d_channels_last", "test_bn2d_buffers_input"} <= set(errors), errors
+    for grade_id in ("test_bn2d_gradients", "test_bn2d_channels_last", "test_bn2d_buffers_input"):
+        ename, evalue = errors[grade_id]
+        assert ename == "AssertionError" and "el vostre codi ha fallat (l'autograd no permet modificar in place" in evalue, \
+            (grade_id, evalue)
+    # a backward that returns dgamma of the wrong shape: autograd's error, reported as the backward's failure
+    errors = _errors(graded, "eps_outside_sqrt__dgamma_not_summed_over_hw__norms_eps_outside_sqrt")
+    for grade_id, operation in (("test_function_gradcheck", "gradcheck"), ("test_function_vs_autograd", "El backward")):
+        ename, evalue = errors[grade_id]
+        assert ename == "AssertionError" and evalue.startswith(operation) and "el vostre codi ha fallat" in evalue, \
+            (grade_id, evalue)
 
 
 def test_solution_notebook_runs_whole_with_the_plot(graded):

@@ -410,6 +410,12 @@ def _variants() -> list[Variant]:
                 {FUNCTION: solution(FUNCTION)}, fails=layer_all | set(NORM_TESTS)),
         Variant("only_norms", "MyLayerNorm and MyGroupNorm done, the other answer cells left blank",
                 {NORMS: solution(NORMS)}, fails=layer_all | set(FUNCTION_TESTS)),
+        # statistics without keepdim: x - mean cannot broadcast, so MyLayerNorm raises a shape error; the
+        # tests that build a MyLayerNorm fail with the notebook's Catalan message, every other test passes
+        Variant("ln_stats_without_keepdim", "MyLayerNorm statistics without keepdim=True (shape error in forward)",
+                norms((J + "mean = x.mean(dim=dims, keepdim=True)\n", J + "mean = x.mean(dim=dims)\n"),
+                      (LN_VAR, LN_VAR.replace(", keepdim=True", ""))),
+                fails={"test_layernorm_output", "test_layernorm_gradients", "test_norms_no_lot"}),
         Variant("gn_delegates_f_group_norm", "MyGroupNorm computes x_hat with F.group_norm (delegation)",
                 norms((GN_X_HAT, J + "x_hat = F.group_norm(x, self.num_groups, eps=self.eps)\n")),
                 fails={"test_groupnorm_output", "test_groupnorm_gradients", "test_norms_no_lot"}),
