@@ -17,12 +17,20 @@ CONFIG) is executed here cell by cell, outside nbgrader; the evidence cells
    last stage is 1x1): BN left in train() ends near chance in eval(), while
    the student's freeze_bn and GroupNorm stay far above it (seeds 0-2 on one
    thread, seed 1 also on two: the cell pretrains and fine-tunes three
-   models, about 8 s of CPU per seed).
+   models, about 8 s of CPU per seed);
+5. transfer learning, the ResNet against AlexNet+BN: the given AlexNetBN takes
+   torchvision's AlexNet state_dict with strict=False and only the keys of its
+   new BN missing; the full-size models have the parameter counts, the share in
+   linear layers and the multiply-adds per image the model answer cites, and
+   the ResNet has fewer parameters in both modes; in the fast-mode run both
+   miniatures learn well above chance (seeds 0-3 on one thread, seed 1 also on
+   two; about 5 s of CPU per seed).
 (The folding claim, same outputs and no BN left, is exact and is checked on the
 graded solution by test_a5_modern_architectures.)
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import re
@@ -36,6 +44,18 @@ from conftest import REPO
 NOTEBOOK = REPO / "source" / "a5_modern_architectures" / "modern_architectures.ipynb"
 DEFINITIONS = ("shared", "shared-course-loops", "setup", "build-block", "given-resnet", "build-resnet", "freeze-bn",
                "exp-layernorm")
+# cells whose imports, constants and functions (not their runs) later cells use: the miniature ResNet of 5.4, and
+# the AlexNet+BN builder and loaders of 5.5
+DEFINITIONS_ONLY = ("exp-finetune", "exp-transfer")
+
+
+def _definitions(source: str, name: str):
+    """The cell's imports, assignments of constants, functions and classes, without the statements that run."""
+    tree = ast.parse(source)
+    kinds = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
+    tree.body = [n for n in tree.body if isinstance(n, kinds) or (
+        isinstance(n, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in n.targets))]
+    return compile(tree, name, "exec")
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +70,8 @@ def notebook():
     with contextlib.redirect_stdout(io.StringIO()):
         for cell_id in DEFINITIONS:
             exec(compile(cells[cell_id], cell_id, "exec"), namespace)
+        for cell_id in DEFINITIONS_ONLY:
+            exec(_definitions(cells[cell_id], cell_id), namespace)
     torch.set_num_threads(threads)  # the setup cell asks for one thread in fast mode; each test sets its own
     return cells, namespace
 
@@ -111,3 +133,61 @@ def test_small_batch_finetuning_breaks_bn_in_train_mode(notebook, seed, threads)
     bn, frozen, gn = (final[k] for k in ("BN en mode entrenament", "BN congelada (freeze_bn)", "GroupNorm"))
     assert bn < chance + 0.1, text                  # the model answer: "near chance"
     assert frozen > bn + 0.3 and gn > bn + 0.2, text  # "clearly above" (measured margins 0.3-0.6)
+
+
+def _count(model, linear_only=False):
+    if linear_only:
+        return sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters())
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_transfer_models_full_size_facts(notebook):
+    """The full-mode facts of the model answer, computed with the notebook's own builders (on the meta device:
+    no memory, no weights): AlexNet+BN takes torchvision's keys with only the 28 of its 7 BN missing; with 10
+    classes the ResNet-18 has 11,181,642 parameters and a 5,130-parameter head, AlexNet+BN 57,063,498 (about 5.1
+    times more), 96 % of them in linear layers; per 224x224 image AlexNet does about 0.7 G multiply-adds, the
+    ResNet-18 about 1.8 G, more than 2.5 times more (and more than twice as many at the notebook's 128x128)."""
+    import torchvision
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _, ns = notebook
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), torch.device("meta"):
+        ns["load_alexnet_weights"](ns["AlexNetBN"](1000), weights=None)
+        resnet, alexnet = ns["make_resnet18"](10), ns["AlexNetBN"](10)
+    assert "AlexNet+BN: 28 claus sense pes preentrenat, totes de les 7 BN noves; cap clau sobrera" in out.getvalue()
+    with torch.device("meta"):
+        reference = set(torchvision.models.alexnet(weights=None).state_dict())
+    extra = set(alexnet.state_dict()) - reference
+    assert reference <= set(alexnet.state_dict()) and all(k.split(".")[1].startswith("bn") for k in extra)
+    assert _count(resnet) == 11_181_642 and _count(resnet.fc) == 5_130
+    assert _count(alexnet) == 57_063_498 and _count(alexnet, linear_only=True) == 54_575_114
+    assert 5.0 < _count(alexnet) / _count(resnet) < 5.2 and round(100 * 54_575_114 / 57_063_498) == 96
+
+    def multiply_adds(model, size):
+        with torch.device("meta"), FlopCounterMode(display=False) as counter:
+            model.eval()(torch.randn(1, 3, size, size))
+        return counter.get_total_flops() / 2
+
+    a224, r224 = multiply_adds(alexnet, 224), multiply_adds(resnet, 224)
+    assert 0.65e9 < a224 < 0.75e9 and 1.75e9 < r224 < 1.85e9 and r224 > 2.5 * a224, (a224, r224)
+    assert multiply_adds(resnet, 128) > 2 * multiply_adds(alexnet, 128)
+
+
+@pytest.mark.parametrize(("seed", "threads"), [(0, 1), (1, 1), (2, 1), (3, 1), (1, 2)])
+def test_transfer_comparison_runs_and_both_networks_learn(notebook, seed, threads):
+    """The fast-mode run of 5.5: the ResNet has fewer parameters than AlexNet+BN, the whole network trains, and
+    both end well above chance (measured finals 0.74-0.99 on seeds 0-7 against a chance of 0.5)."""
+    text = _run(*notebook, "exp-transfer", seed, threads)
+    chance = float(re.search(r"atzar: ([0-9.]+)", text).group(1))
+    rows = {name: [int(n.replace(",", "")) for n in numbers] for name, *numbers in re.findall(
+        r"^\s*(ResNet|AlexNet\+BN) \(miniatura\) \|\s+([0-9,]+) \|\s+([0-9,]+) \|\s+([0-9,]+) \|", text,
+        flags=re.MULTILINE)}
+    assert set(rows) == {"ResNet", "AlexNet+BN"}, text
+    assert rows["ResNet"][0] < rows["AlexNet+BN"][0], text
+    assert all(total == trainable for total, trainable, _ in rows.values()), text
+    assert rows["AlexNet+BN"][2] > 0.5 * rows["AlexNet+BN"][0] > rows["ResNet"][2], text  # most of AlexNet is linear
+    final = {k: float(v.split()[-1]) for k, v in re.findall(
+        r"^\s*(.+?) \(miniatura\): exactitud de validació per època ([0-9. ]+)$", text, flags=re.MULTILINE)}
+    assert set(final) == {"ResNet", "AlexNet+BN"}, text
+    assert min(final.values()) > chance + 0.15, text  # the prose: "the two networks learn"

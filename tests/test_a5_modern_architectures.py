@@ -1,6 +1,6 @@
 """Assignment 5 (BatchNorm in modern architectures), end to end through real nbgrader.
 
-- the source notebook: nbgrader metadata (five code answer cells, three written
+- the source notebook: nbgrader metadata (five code answer cells, six written
   answers with rubrics, eight locked test cells with points, visible and hidden
   parts), the locked shared and given cells, the `evidence` tags;
 - the committed release: equal to a fresh generation, the blanks and nothing
@@ -13,7 +13,8 @@
   graded correct submissions ran whole and their printed evidence says what the
   model answers say (requires_grad=False alone lets the running mean move, a
   zero-initialised block is the identity, the folded ResNet has no BN and the
-  same outputs).
+  same outputs, AlexNet+BN takes torchvision's keys with only its BN missing,
+  has more parameters than the ResNet, and both learn in the transfer comparison).
 """
 from __future__ import annotations
 
@@ -37,10 +38,10 @@ TEXT_STUB = "ESCRIVIU AQUÍ LA VOSTRA RESPOSTA"
 POINTS = {"test_block_structure": 2, "test_block_torchvision": 3, "test_zero_init": 2, "test_resnet18": 3,
           "test_fold_bn": 4, "test_fold_resnet": 2, "test_freeze_bn_stats": 3, "test_freeze_bn_params": 2,
           "answer_zero_init": 2, "answer_folding": 2, "answer_freeze": 3, "answer_layernorm": 2,
-          "answer_finetune": 3}
+          "answer_finetune": 3, "answer_transfer": 3}
 GIVEN = ("shared_course_utils", "shared_course_loops", "given_setup", "given_resnet")
-EXPERIMENTS = ("exp-zero-init", "exp-fold", "exp-finetune")  # the experiments that use the student's answers
-EVIDENCE = ("freeze-demo", "exp-zero-init", "exp-fold", "exp-layernorm", "exp-finetune")  # the cells the written answers discuss
+EXPERIMENTS = ("exp-zero-init", "exp-fold", "exp-finetune", "exp-transfer")  # the experiments that use the student's answers
+EVIDENCE = ("freeze-demo", "exp-zero-init", "exp-fold", "exp-layernorm", "exp-finetune", "exp-transfer")  # the cells the written answers discuss
 VARIANTS = catalogue.VARIANTS
 
 
@@ -279,3 +280,16 @@ def test_correct_submissions_run_whole_and_show_the_claims(graded, student):
         r"^\s*(.+?): exactitud de validació \(eval\) per època ([0-9. ]+)$", finetune, flags=re.MULTILINE)}
     assert len(final) == 3, finetune
     assert final["BN en mode entrenament"] < min(final["BN congelada (freeze_bn)"], final["GroupNorm"]), finetune
+
+    transfer = _text(nb, "exp-transfer")
+    assert "AlexNet+BN: 28 claus sense pes preentrenat, totes de les 7 BN noves; cap clau sobrera" in transfer, transfer
+    rows = {name: tuple(int(n.replace(",", "")) for n in numbers) for name, *numbers in re.findall(
+        r"^\s*(ResNet|AlexNet\+BN) \(miniatura\) \|\s+([0-9,]+) \|\s+([0-9,]+) \|\s+([0-9,]+) \|", transfer,
+        flags=re.MULTILINE)}
+    assert set(rows) == {"ResNet", "AlexNet+BN"}, transfer
+    assert rows["ResNet"][0] < rows["AlexNet+BN"][0], transfer          # fewer parameters in the ResNet
+    assert all(total == trainable for total, trainable, _ in rows.values()), transfer  # the whole network trains
+    chance = float(re.search(r"atzar: ([0-9.]+)", transfer).group(1))
+    accuracies = {k: [float(a) for a in v.split()] for k, v in re.findall(
+        r"^\s*(.+?) \(miniatura\): exactitud de validació per època ([0-9. ]+)$", transfer, flags=re.MULTILINE)}
+    assert set(accuracies) == {"ResNet", "AlexNet+BN"} and min(a[-1] for a in accuracies.values()) > chance + 0.1, transfer

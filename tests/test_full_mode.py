@@ -127,7 +127,9 @@ FULL_PATH_MARKS = {
                       "congelada + BN:", "configuració triada amb la validació"],
     # A4 and A5: the shared setup's full-mode banner; that the whole notebook ran without error is checked too
     "a4_hyperparameters": ["Mode: complet"],
-    "a5_modern_architectures": ["Mode: complet"],
+    # A5: also the transfer comparison with the full-size networks and AlexNet's ImageNet checkpoint loaded
+    "a5_modern_architectures": ["Mode: complet", "AlexNet+BN: 28 claus sense pes preentrenat, totes de les 7 BN noves",
+                                "ResNet-18 |  11,181,642 |  11,181,642 |", "AlexNet+BN |  57,063,498 |  57,063,498 |"],
 }
 
 

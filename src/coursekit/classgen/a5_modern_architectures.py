@@ -16,8 +16,8 @@ in the block or in ``fold_bn`` costs only the points of its own tests.
 
 Answer cells: ``build_block`` (BasicBlock), ``build_resnet`` (make_resnet18),
 ``fold_bn``, ``fold_resnet``, ``freeze_bn``; written answers
-``answer_zero_init``, ``answer_folding``, ``answer_freeze``, ``answer_layernorm``, ``answer_finetune``
-(graded by hand).
+``answer_zero_init``, ``answer_folding``, ``answer_freeze``, ``answer_layernorm``, ``answer_finetune``,
+``answer_transfer`` (graded by hand).
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ from coursekit.paths import Course
 
 ASSIGNMENT = "a5_modern_architectures"
 CODE_ANSWERS = ("build_block", "build_resnet", "fold_bn", "fold_resnet", "freeze_bn")
-WRITTEN_ANSWERS = ("answer_zero_init", "answer_folding", "answer_freeze", "answer_layernorm", "answer_finetune")
+WRITTEN_ANSWERS = ("answer_zero_init", "answer_folding", "answer_freeze", "answer_layernorm", "answer_finetune",
+                   "answer_transfer")
 
 # Test cells (grade_id) of the notebook, in order.
 TESTS = ("test_block_structure", "test_block_torchvision", "test_zero_init", "test_resnet18", "test_fold_bn",
@@ -55,6 +56,7 @@ WRITTEN = {
     "answer_freeze": "Les estadístiques són buffers que la BN actualitza en train(); cal eval() que sobrevisqui.",
     "answer_layernorm": "Amb BN la sortida depèn del lot, molt més amb lots de 2; amb LN no en depèn gens.",
     "answer_finetune": "Amb lots de 2 la BN en mode entrenament queda a l'atzar; congelada i GN no depenen del lot.",
+    "answer_transfer": "AlexNet+BN té més paràmetres, gairebé tots lineals; la ResNet-18 fa més operacions i transfereix millor.",
 }
 
 
