@@ -448,3 +448,33 @@ def test_shell_escapes_of_an_honest_notebook_do_not_make_it_untrusted():
     cells = ["!nvidia-smi\nfiles = !ls"] + _cells_before_tests(solution)
     verdicts, notes = TrustedChecks().verdicts(a1checks.CHECKS, cells, [])
     assert all(reason is None for reason in verdicts.values()), (verdicts, notes)
+
+
+# ------------------------------------------------------------------ assignment 5
+
+def test_a5_rechecks_keep_honest_and_wrong_points_and_catch_faked_tests():
+    """BasicBlock, make_resnet18, fold_bn, fold_resnet and freeze_bn of A5, re-run in the child with fresh
+    random inputs (the built-in layers allowed: using them is the exercise): correct submissions written
+    differently pass every cell, mistaken and delegating ones fail exactly the cells the notebook's hidden
+    tests fail, and faked ones (comparisons patched, a freeze_bn that detects the notebook's tests, test cells
+    emptied) fail exactly the cells of the functions they faked."""
+    from coursekit.checks import a5_modern_architectures as a5checks
+    from coursekit.classgen import a5_modern_architectures as a5
+
+    course = a5._course()
+    wanted = {"correct_style_a", "correct_style_b", "relu_before_sum", "delegates", "fold_in_place"}
+    variants = [v for v in a5.VARIANTS if v.student in wanted] + a5.faked()
+    assert len(variants) == len(wanted) + 2
+    problems = []
+    for variant in variants:
+        _, nb = classgen.render(course, "a5_modern_architectures", variant)
+        last = max(i for i, c in enumerate(nb.cells) if scan.grade_id(c) in a5checks.CHECKS.by_grade_id())
+        cells = [c.source for c in nb.cells[:last] if c.cell_type == "code" and not scan.is_test_cell(c)]
+        verdicts, notes = TrustedChecks().verdicts(a5checks.CHECKS, cells, [])
+        expected = classgen.expected_pass(variant, list(a5.TESTS))
+        assert set(verdicts) == set(a5.TESTS)   # every test cell of A5 is re-checked
+        for grade_id, reason in verdicts.items():
+            if (reason is None) != expected[grade_id]:
+                problems.append(f"{variant.student}/{grade_id}: expected {'pass' if expected[grade_id] else 'fail'}, "
+                                f"trusted says {reason or 'pass'} ({notes})")
+    assert not problems, "\n".join(problems)
