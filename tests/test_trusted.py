@@ -478,3 +478,35 @@ def test_a5_rechecks_keep_honest_and_wrong_points_and_catch_faked_tests():
                 problems.append(f"{variant.student}/{grade_id}: expected {'pass' if expected[grade_id] else 'fail'}, "
                                 f"trusted says {reason or 'pass'} ({notes})")
     assert not problems, "\n".join(problems)
+
+
+# ------------------------------------------------------------------ assignment 4
+
+def test_a4_rechecks_keep_honest_and_wrong_points_and_catch_faked_tests():
+    """The five search helpers of A4, re-run in the child on fresh random intervals, spaces, grids, trials
+    and qualities (the statistics computed here from the raw draws): correct submissions written differently
+    pass every cell, mistaken ones fail exactly the cells the notebook's hidden tests fail, and faked ones
+    (functions right only inside the notebook's tests, errors swallowed) fail exactly the faked cells."""
+    from coursekit.checks import a4_hyperparameters as a4checks
+    from coursekit.classgen import a4_hyperparameters as a4
+
+    course = a4._course()
+    correct = [v for v in a4.VARIANTS if v.student.startswith("correct")]
+    # the generated students with one mistake in every answer cell
+    mistaken = [v for v in a4.VARIANTS if v.student not in ("solution", "blank", "only_sampling", "only_halving")
+                and not v.student.startswith("correct")]
+    variants = correct + mistaken[:2] + a4.faked()
+    assert len(correct) == 2 and len(mistaken) >= 2
+    problems = []
+    for variant in variants:
+        _, nb = classgen.render(course, "a4_hyperparameters", variant)
+        last = max(i for i, c in enumerate(nb.cells) if scan.grade_id(c) in a4checks.CHECKS.by_grade_id())
+        cells = [c.source for c in nb.cells[:last] if c.cell_type == "code" and not scan.is_test_cell(c)]
+        verdicts, notes = TrustedChecks().verdicts(a4checks.CHECKS, cells, [])
+        expected = classgen.expected_pass(variant, list(a4.TESTS))
+        assert set(verdicts) == set(a4.TESTS)   # every test cell of A4 is re-checked
+        for grade_id, reason in verdicts.items():
+            if (reason is None) != expected[grade_id]:
+                problems.append(f"{variant.student}/{grade_id}: expected {'pass' if expected[grade_id] else 'fail'}, "
+                                f"trusted says {reason or 'pass'} ({notes})")
+    assert not problems, "\n".join(problems)

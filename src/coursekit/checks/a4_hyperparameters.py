@@ -27,7 +27,8 @@ here:
 - ``test_grid_configs``: random grids give exactly ``itertools.product``'s
   list in the documented order, as independent dicts;
 - ``test_select_best`` / ``test_select_best_ties``: the very trial with the
-  best validation value for the given metric (reading a test result fails), the
+  best validation value for the given metric (reading a test result fails; in
+  unguarded trials the best test result is elsewhere), the
   first of tied trials, never a NaN, ValueError without a valid trial;
 - ``test_halving_survivors`` / ``test_halving_budget``: with a recorded
   ``train_fn`` on random qualities, sizes, ``min_epochs`` and ``eta``, the
@@ -107,7 +108,7 @@ def spec(seed: int) -> dict:
         return [round(v, 4) for v in rng.sample([i / 1000 for i in range(1, 1000)], n)]
 
     select_cases = []
-    for metric in (None, None, "val_f1", "neg_val_loss"):
+    for metric, guarded in ((None, True), (None, False), ("val_f1", False), ("neg_val_loss", True)):
         n = rng.randint(3, 7)
         vals = distinct(n)
         if metric == "neg_val_loss":
@@ -124,7 +125,7 @@ def spec(seed: int) -> dict:
                 values[top], values[other] = values[other], values[top]
             for row, v in zip(rows, values):
                 row[column] = v
-        select_cases.append({"trials": rows, "metric": metric})
+        select_cases.append({"trials": rows, "metric": metric, "guarded": guarded})
 
     def tie_rows(values):
         values = [float(v) for v in values]  # "nan": a training that diverged
