@@ -101,6 +101,8 @@ def spec(seed: int) -> dict:
     grids = []
     for sizes in ([2, 3], [rng.randint(1, 3), rng.randint(2, 3), rng.randint(1, 2)], [rng.randint(2, 4)]):
         names = rng.sample(NAMES, len(sizes))
+        if len(names) > 1 and names == sorted(names):
+            names.reverse()  # never in alphabetical order: the grid's own order must be kept
         pool = [[0.1, 0.01, 0.001, 1e-4], [32, 64, 128, 16], ["x", "y", "z", "w"], [0.5, 0.25, 0.75, 0.0]]
         grids.append([[name, rng.sample(rng.choice(pool), size)] for name, size in zip(names, sizes)])
 
@@ -157,10 +159,10 @@ def spec(seed: int) -> dict:
     survivors = {"cases": [[qualities(rng.randint(9, 14)), 1, 3], [qualities(rng.randint(18, 30)), 1, 3],
                            [qualities(rng.randint(5, 8), ties=True), 1, 2], [qualities(rng.randint(6, 9), ties=True), 1, 3],
                            [qualities(3), 1, 3]]}
+    # powers of eta, as in the notebook: how many survive a round is the survivors test's business
     budget = {"cases": [[qualities(n), m, e] for n, m, e in
-                        ((rng.randint(9, 12), rng.randint(1, 3), 3), (rng.randint(20, 28), 1, 3),
-                         (rng.randint(8, 11), rng.randint(1, 2), 2), (rng.randint(16, 20), rng.randint(2, 4), 4),
-                         (1, rng.randint(2, 6), 3))]}
+                        ((rng.choice([9, 27]), rng.randint(1, 3), 3), (rng.choice([8, 16]), rng.randint(1, 2), 2),
+                         (16, rng.randint(2, 4), 4), (25, rng.randint(1, 2), 5), (1, rng.randint(2, 6), 3))]}
     return {"log_range": log_range, "log_generator": log_generator, "sample_values": sample_values,
             "sample_distribution": sample_distribution, "sample_generator": sample_generator,
             "grid": {"grids": grids}, "select": {"cases": select_cases}, "select_ties": select_ties,

@@ -70,8 +70,10 @@ def _global_states(torch):
     return torch.get_rng_state().clone(), _random.getstate(), state[1].copy(), state[2]
 
 
-def _same_states(torch, a, b):
-    return bool(torch.equal(a[0], b[0])) and a[1] == b[1] and bool((a[2] == b[2]).all()) and a[3] == b[3]
+def _same_states(torch, a, b, numpy_position=True):
+    """Global random states equal (numpy's position in its key as well, where the notebook's test reads it)."""
+    return (bool(torch.equal(a[0], b[0])) and a[1] == b[1] and bool((a[2] == b[2]).all())
+            and (a[3] == b[3] or not numpy_position))
 
 
 def _reseed(torch, seed):
@@ -185,7 +187,7 @@ def sample_generator(target, torch, spec):
         _reseed(torch, spec["globals"][2])
         before = _global_states(torch)
         sample_config(space, torch.Generator().manual_seed(spec["seed"]))
-        result["global_untouched"] = _same_states(torch, before, _global_states(torch))
+        result["global_untouched"] = _same_states(torch, before, _global_states(torch), numpy_position=False)
     return result
 
 

@@ -168,8 +168,9 @@ def structure(target, torch, spec):
     nn = torch.nn
     Block = target["BasicBlock"]
     out = []
-    for cin, cout, stride, size in spec["cases"]:
-        block = Block(cin, cout, stride)
+    for index, (cin, cout, stride, size) in enumerate(spec["cases"]):
+        # the notebook's tests pass the stride by position and by name
+        block = Block(cin, cout, stride) if index % 2 == 0 else Block(cin, cout, stride=stride)
         kinds = [isinstance(getattr(block, name, None), kind) for name, kind in
                  (("conv1", nn.Conv2d), ("bn1", nn.BatchNorm2d), ("relu", nn.ReLU), ("conv2", nn.Conv2d),
                   ("bn2", nn.BatchNorm2d))]
