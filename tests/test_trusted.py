@@ -17,7 +17,14 @@
   forked process) fails every re-checked cell of A1 and A2 from the runtime
   guard alone, and the scan names the hiding;
 - A2's and A3's re-checks on their whole catalogues: never harsher than the
-  notebooks' hidden tests (A3: exactly as strict).
+  notebooks' hidden tests (A3: exactly as strict);
+- A4's and A5's re-checks (every test cell) on their correct styles, some
+  mistaken submissions and faked ones (kernel tests made to pass by patched
+  comparisons, functions that detect the notebook's tests, emptied test cells,
+  swallowed errors): exactly as strict as the hidden tests on honest work, and
+  the faked cells fail.  The whole catalogues and the faked submissions are
+  graded through nbgrader in test_a4_hyperparameters.py and
+  test_a5_modern_architectures.py.
 """
 from __future__ import annotations
 
