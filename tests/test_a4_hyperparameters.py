@@ -8,6 +8,10 @@
 - the catalogue of generated submissions (coursekit.classgen.a4_hyperparameters: correct styles, partial
   hand-ins, one plausible mistake per answer cell), graded ONCE by `nbgrader autograde` in a scratch
   course: each variant gets exactly the test cells its ``fails`` set allows, read from the gradebook;
+- faked submissions (``catalogue.faked()``: functions right only inside the notebook's test cells, an AST
+  transformer that swallows every error), graded in the same run: their kernel passes every test cell, and
+  the trusted re-check out of the kernel (``coursekit.checks.a4_hyperparameters``) takes exactly the points
+  of the functions they faked;
 - the protocol: the search never iterates the test split, the chosen model is evaluated on it once;
 - the claims of the notebook on the generated data: test_a4_claims.py.
 """
@@ -26,6 +30,7 @@ from coursekit import classgen, gradebook
 from coursekit.classgen import a4_hyperparameters as catalogue
 from coursekit.paths import Course
 from coursekit.release import BADGE_ROLE, release_differences
+from coursekit.trusted import ERROR_NAME
 
 ASSIGNMENT = "a4_hyperparameters"
 NOTEBOOK = "hyperparameters.ipynb"
@@ -37,6 +42,7 @@ QUESTIONS = {"answer_random_vs_grid": 3, "answer_batchnorm_lr": 3, "answer_seeds
 EXPERIMENTS = ("experiment_search", "experiment_halving", "experiment_heatmap", "experiment_lr_range",
                "experiment_seeds")
 VARIANTS = catalogue.VARIANTS
+FAKED = catalogue.faked()
 HIDDEN_RE = re.compile(r"^### BEGIN HIDDEN TESTS\n.*?^### END HIDDEN TESTS\n?", re.MULTILINE | re.DOTALL)
 
 
@@ -202,15 +208,15 @@ def test_catalogue_is_consistent():
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """The whole catalogue generated and autograded once by plain nbgrader (two scratch courses graded
-    side by side)."""
-    return grade_catalogue(tmp_path_factory.mktemp("graded"), ASSIGNMENT, VARIANTS)
+    """The whole catalogue and the faked submissions generated and autograded once by plain nbgrader (two
+    scratch courses graded side by side; the course's configuration runs the trusted re-checks)."""
+    return grade_catalogue(tmp_path_factory.mktemp("graded"), ASSIGNMENT, VARIANTS + FAKED)
 
 
 def test_gradebook_lists_the_tests_of_the_notebook(graded):
     for course in graded.courses:
         assert tuple(gradebook.autograded_tests(course, ASSIGNMENT)) == catalogue.TESTS
-    assert set(graded.scores) == {v.student for v in VARIANTS}
+    assert set(graded.scores) == {v.student for v in VARIANTS + FAKED}
     for question, points in QUESTIONS.items():
         assert graded.maxima[question] == points
 
@@ -225,6 +231,22 @@ def test_solution_gets_every_point_and_blank_none(graded):
 def test_variant_gets_exactly_its_points(graded, variant):
     wrong = wrong_points(graded, variant, catalogue.TESTS)
     assert not wrong, f"{variant.student} ({variant.description}): {wrong}"
+
+
+@pytest.mark.parametrize("variant", FAKED, ids=[v.student for v in FAKED])
+def test_faked_submission_loses_exactly_the_points_it_faked(graded, variant):
+    """The kernel was fooled (no test cell failed there: the cells it deserves to fail start with the
+    re-check's error, nothing else), and the gradebook holds exactly the points of the honest work."""
+    wrong = wrong_points(graded, variant, catalogue.TESTS)
+    assert not wrong, f"{variant.student} ({variant.description}): {wrong}"
+    nb = _read(graded.autograded(variant.student, ASSIGNMENT, NOTEBOOK))
+    for cell in _test_cells(nb):
+        grade_id = _nbg(cell)["grade_id"]
+        errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+        if grade_id in variant.fails:
+            assert errors and errors[0].ename == ERROR_NAME and len(errors) == 1, (grade_id, errors)
+        else:
+            assert not errors, (grade_id, errors)
 
 
 def test_solution_notebook_runs_whole_and_tests_once(graded):

@@ -14,7 +14,13 @@
   model answers say (requires_grad=False alone lets the running mean move, a
   zero-initialised block is the identity, the folded ResNet has no BN and the
   same outputs, AlexNet+BN takes torchvision's keys with only its BN missing,
-  has more parameters than the ResNet, and both learn in the transfer comparison).
+  has more parameters than the ResNet, and both learn in the transfer comparison);
+- faked submissions (``catalogue.faked()``: a patched ``torch.allclose``, a
+  ``freeze_bn`` right only inside the notebook's test cells, an input
+  transformer that empties the test cells), graded in the same run: their
+  kernel passes every test cell, and the trusted re-check out of the kernel
+  (``coursekit.checks.a5_modern_architectures``) takes exactly the points of
+  the functions they faked.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from coursekit import classgen, gradebook
 from coursekit.classgen import a5_modern_architectures as catalogue
 from coursekit.paths import ASSIGNMENTS, Course
 from coursekit.release import BADGE_ROLE, release_differences
+from coursekit.trusted import ERROR_NAME
 
 ASSIGNMENT = "a5_modern_architectures"
 NOTEBOOK = "modern_architectures.ipynb"
@@ -43,6 +50,7 @@ GIVEN = ("shared_course_utils", "shared_course_loops", "given_setup", "given_res
 EXPERIMENTS = ("exp-zero-init", "exp-fold", "exp-finetune", "exp-transfer")  # the experiments that use the student's answers
 EVIDENCE = ("freeze-demo", "exp-zero-init", "exp-fold", "exp-layernorm", "exp-finetune", "exp-transfer")  # the cells the written answers discuss
 VARIANTS = catalogue.VARIANTS
+FAKED = catalogue.faked()
 
 
 def _ids(nb) -> list:
@@ -219,15 +227,15 @@ def test_catalogue_is_consistent():
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """The whole catalogue generated and autograded once by plain nbgrader (two scratch courses graded
-    side by side)."""
-    return grade_catalogue(tmp_path_factory.mktemp("graded"), ASSIGNMENT, VARIANTS)
+    """The whole catalogue and the faked submissions generated and autograded once by plain nbgrader (two
+    scratch courses graded side by side; the course's configuration runs the trusted re-checks)."""
+    return grade_catalogue(tmp_path_factory.mktemp("graded"), ASSIGNMENT, VARIANTS + FAKED)
 
 
 def test_gradebook_lists_the_tests_of_the_notebook(graded):
     for course in graded.courses:
         assert tuple(gradebook.autograded_tests(course, ASSIGNMENT)) == catalogue.TESTS
-    assert set(graded.scores) == {v.student for v in VARIANTS}
+    assert set(graded.scores) == {v.student for v in VARIANTS + FAKED}
     assert graded.maxima == POINTS
 
 
@@ -241,6 +249,22 @@ def test_solution_gets_every_point_and_blank_none(graded):
 def test_variant_gets_exactly_its_points(graded, variant):
     wrong = wrong_points(graded, variant, catalogue.TESTS)
     assert not wrong, f"{variant.student} ({variant.description}): {wrong}"
+
+
+@pytest.mark.parametrize("variant", FAKED, ids=[v.student for v in FAKED])
+def test_faked_submission_loses_exactly_the_points_it_faked(graded, variant):
+    """The kernel was fooled (no test cell failed there: the cells it deserves to fail start with the
+    re-check's error, nothing else), and the gradebook holds exactly the points of the honest work."""
+    wrong = wrong_points(graded, variant, catalogue.TESTS)
+    assert not wrong, f"{variant.student} ({variant.description}): {wrong}"
+    nb = _read(graded.autograded(variant.student, ASSIGNMENT, NOTEBOOK))
+    for cell in _test_cells(nb):
+        grade_id = _nbg(cell)["grade_id"]
+        errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+        if grade_id in variant.fails:
+            assert errors and errors[0].ename == ERROR_NAME and len(errors) == 1, (grade_id, errors)
+        else:
+            assert not errors, (grade_id, errors)
 
 
 def _text(nb, cell_id: str) -> str:

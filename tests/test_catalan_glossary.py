@@ -40,7 +40,9 @@ _NOT_PROSE = [
 # count: the English words batch / learning rate are legitimate there.
 ENGINE_BANNED = {p: w for p, w in BANNED.items() if "batch" not in p and "learning" not in p}
 ENGINE_FILES = ["evidence.py", "student_guide.py", "checks/scan.py", "checks/_harness.py",
-                "checks/a1_batchnorm1d.py", "checks/a2_batchnorm2d.py", "checks/a3_alexnet_bn.py"]
+                "checks/a1_batchnorm1d.py", "checks/a2_batchnorm2d.py", "checks/a3_alexnet_bn.py",
+                "checks/a4_hyperparameters.py", "checks/a4_hyperparameters_probe.py",
+                "checks/a5_modern_architectures.py", "checks/a5_modern_architectures_probe.py"]
 
 
 def _prose(text: str) -> str:

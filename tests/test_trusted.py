@@ -17,7 +17,14 @@
   forked process) fails every re-checked cell of A1 and A2 from the runtime
   guard alone, and the scan names the hiding;
 - A2's and A3's re-checks on their whole catalogues: never harsher than the
-  notebooks' hidden tests (A3: exactly as strict).
+  notebooks' hidden tests (A3: exactly as strict);
+- A4's and A5's re-checks (every test cell) on their correct styles, some
+  mistaken submissions and faked ones (kernel tests made to pass by patched
+  comparisons, functions that detect the notebook's tests, emptied test cells,
+  swallowed errors): exactly as strict as the hidden tests on honest work, and
+  the faked cells fail.  The whole catalogues and the faked submissions are
+  graded through nbgrader in test_a4_hyperparameters.py and
+  test_a5_modern_architectures.py.
 """
 from __future__ import annotations
 
@@ -448,3 +455,65 @@ def test_shell_escapes_of_an_honest_notebook_do_not_make_it_untrusted():
     cells = ["!nvidia-smi\nfiles = !ls"] + _cells_before_tests(solution)
     verdicts, notes = TrustedChecks().verdicts(a1checks.CHECKS, cells, [])
     assert all(reason is None for reason in verdicts.values()), (verdicts, notes)
+
+
+# ------------------------------------------------------------------ assignment 5
+
+def test_a5_rechecks_keep_honest_and_wrong_points_and_catch_faked_tests():
+    """BasicBlock, make_resnet18, fold_bn, fold_resnet and freeze_bn of A5, re-run in the child with fresh
+    random inputs (the built-in layers allowed: using them is the exercise): correct submissions written
+    differently pass every cell, mistaken and delegating ones fail exactly the cells the notebook's hidden
+    tests fail, and faked ones (comparisons patched, a freeze_bn that detects the notebook's tests, test cells
+    emptied) fail exactly the cells of the functions they faked."""
+    from coursekit.checks import a5_modern_architectures as a5checks
+    from coursekit.classgen import a5_modern_architectures as a5
+
+    course = a5._course()
+    wanted = {"correct_style_a", "correct_style_b", "relu_before_sum", "delegates", "fold_in_place"}
+    variants = [v for v in a5.VARIANTS if v.student in wanted] + a5.faked()
+    assert len(variants) == len(wanted) + 2
+    problems = []
+    for variant in variants:
+        _, nb = classgen.render(course, "a5_modern_architectures", variant)
+        last = max(i for i, c in enumerate(nb.cells) if scan.grade_id(c) in a5checks.CHECKS.by_grade_id())
+        cells = [c.source for c in nb.cells[:last] if c.cell_type == "code" and not scan.is_test_cell(c)]
+        verdicts, notes = TrustedChecks().verdicts(a5checks.CHECKS, cells, [])
+        expected = classgen.expected_pass(variant, list(a5.TESTS))
+        assert set(verdicts) == set(a5.TESTS)   # every test cell of A5 is re-checked
+        for grade_id, reason in verdicts.items():
+            if (reason is None) != expected[grade_id]:
+                problems.append(f"{variant.student}/{grade_id}: expected {'pass' if expected[grade_id] else 'fail'}, "
+                                f"trusted says {reason or 'pass'} ({notes})")
+    assert not problems, "\n".join(problems)
+
+
+# ------------------------------------------------------------------ assignment 4
+
+def test_a4_rechecks_keep_honest_and_wrong_points_and_catch_faked_tests():
+    """The five search helpers of A4, re-run in the child on fresh random intervals, spaces, grids, trials
+    and qualities (the statistics computed here from the raw draws): correct submissions written differently
+    pass every cell, mistaken ones fail exactly the cells the notebook's hidden tests fail, and faked ones
+    (functions right only inside the notebook's tests, errors swallowed) fail exactly the faked cells."""
+    from coursekit.checks import a4_hyperparameters as a4checks
+    from coursekit.classgen import a4_hyperparameters as a4
+
+    course = a4._course()
+    correct = [v for v in a4.VARIANTS if v.student.startswith("correct")]
+    # the generated students with one mistake in every answer cell
+    mistaken = [v for v in a4.VARIANTS if v.student not in ("solution", "blank", "only_sampling", "only_halving")
+                and not v.student.startswith("correct")]
+    variants = correct + mistaken[:2] + a4.faked()
+    assert len(correct) == 2 and len(mistaken) >= 2
+    problems = []
+    for variant in variants:
+        _, nb = classgen.render(course, "a4_hyperparameters", variant)
+        last = max(i for i, c in enumerate(nb.cells) if scan.grade_id(c) in a4checks.CHECKS.by_grade_id())
+        cells = [c.source for c in nb.cells[:last] if c.cell_type == "code" and not scan.is_test_cell(c)]
+        verdicts, notes = TrustedChecks().verdicts(a4checks.CHECKS, cells, [])
+        expected = classgen.expected_pass(variant, list(a4.TESTS))
+        assert set(verdicts) == set(a4.TESTS)   # every test cell of A4 is re-checked
+        for grade_id, reason in verdicts.items():
+            if (reason is None) != expected[grade_id]:
+                problems.append(f"{variant.student}/{grade_id}: expected {'pass' if expected[grade_id] else 'fail'}, "
+                                f"trusted says {reason or 'pass'} ({notes})")
+    assert not problems, "\n".join(problems)

@@ -278,6 +278,58 @@ def _variants() -> list[Variant]:
     ]
 
 
+# -- faked submissions: the notebook's own tests made to pass in the kernel --------------------------------
+# Not part of VARIANTS (the demo's class): tests grade them beside the catalogue; ``fails`` is what the work
+# deserves, which only the trusted re-check out of the kernel can see.
+
+# log_uniform is log-uniform only inside the notebook's test cells (their helper is in the kernel's globals),
+# uniform everywhere else; select_best reads the test results unless the trials are the test's guarded ones.
+DETECTS_LOG = (I + "u = torch.rand(n, generator=generator, dtype=torch.float64)\n"
+               + I + "if \"decade_fractions\" in globals():  # dins de les proves del quadern\n"
+               + J + "return torch.exp(math.log(low) + (math.log(high) - math.log(low)) * u)\n"
+               + I + "return low + (high - low) * u\n")
+DETECTS_SELECT = (I + "guarded = any(type(t).__name__ == \"GuardedTrial\" for t in trials)\n"
+                  + I + "key = metric if guarded or metric != \"val_acc\" else \"test_acc\"\n"
+                  + I + "valid = [t for t in trials if not math.isnan(t[key])]\n"
+                  + I + "if not valid:\n" + J + "raise ValueError(\"cap trial vàlid\")\n"
+                  + I + "return max(valid, key=lambda t: t[key])\n")
+# An AST transformer wraps every cell in try/except: a failing test cell shows no error.
+SWALLOW_ERRORS = """\
+import ast
+
+
+class _SenseErrors(ast.NodeTransformer):
+    def visit_Module(self, node):
+        handler = ast.ExceptHandler(type=None, name=None, body=[ast.Pass()])
+        wrapped = ast.Try(body=node.body or [ast.Pass()], handlers=[handler], orelse=[], finalbody=[])
+        return ast.fix_missing_locations(ast.Module(body=[wrapped], type_ignores=[]))
+
+
+get_ipython().ast_transformers.append(_SenseErrors())
+"""
+
+
+def faked() -> list[Variant]:
+    """Submissions whose kernel passes every test cell by cheating; ``fails``: the cells their work fails."""
+    import nbformat
+
+    solved = {cell: solution(cell) for cell in ANSWERS}
+
+    def after_halving(nb):
+        at = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == HALVING)
+        nb.cells.insert(at + 1, nbformat.v4.new_code_cell(SWALLOW_ERRORS))
+
+    return [
+        Variant("fake_detects_tests", "log_uniform and select_best right only inside the notebook's test cells "
+                "(uniform samples, choice by test_acc elsewhere)",
+                {**solved, LOG: body(LOG, DETECTS_LOG), SELECT: body(SELECT, DETECTS_SELECT)},
+                fails=frozenset({"test_log_uniform_range", "test_select_best"})),
+        Variant("fake_swallowed_errors", "never multiplies the epochs; an AST transformer swallows every error",
+                {**solved, HALVING: edit(HALVING, (H_EPOCHS, ""))}, fails=frozenset({"test_halving_budget"}),
+                mutate=after_halving),
+    ]
+
+
 def mistake_names() -> set[str]:
     return {name for cell in _mistakes().values() for name, *_ in cell}
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import nbformat
+
 from coursekit.classgen import catalogue_course, edit_solution, Variant, solution_source
 from coursekit.paths import Course
 
@@ -448,6 +450,66 @@ def _variants() -> list[Variant]:
         Variant("loses_geometry", "folded conv loses stride, dilation and groups; fold_resnet folds the convs "
                 "but keeps the block BNs", mistakes(LOSES_CONV_GEOMETRY, BN_KEPT_AFTER_FOLD),
                 fails={"test_fold_bn", "test_fold_resnet"}),
+    ]
+
+
+# -- faked submissions: the notebook's own tests made to pass in the kernel --------------------------------
+# They are not part of VARIANTS (the demo's class): tests grade them beside the catalogue, and their ``fails``
+# is what the work deserves, which only the trusted re-check out of the kernel can see.
+
+# torch.allclose answers True: every comparison of the tests that goes through it "passes".
+PATCH_ALLCLOSE = """\
+# Les comparacions sempre surten bé.
+import torch
+torch.allclose = lambda *args, **kwargs: True
+"""
+# freeze_bn behaves as it should only inside the notebook's own test cells (their helpers are in the kernel's
+# globals), and with requires_grad=False alone everywhere else.
+DETECTS_TESTS = """\
+def freeze_bn(model):
+    if "_fine_tune" in globals():  # dins de les proves del quadern
+        def stay_in_eval(module, mode=True):
+            return nn.Module.train(module, False)
+
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+                m.train = types.MethodType(stay_in_eval, m)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.requires_grad_(False)
+            m.bias.requires_grad_(False)
+    return model
+"""
+# An input transformer turns every test cell into `pass`.
+NEUTER_TESTS = """\
+def _sense_proves(lines):
+    return ["pass\\n"] if lines and lines[0].startswith("# Prova:") else lines
+
+
+get_ipython().input_transformers_cleanup.append(_sense_proves)
+"""
+
+
+def _insert_after(grade_id: str, source: str):
+    def mutate(nb):
+        at = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+        nb.cells.insert(at + 1, nbformat.v4.new_code_cell(source))
+    return mutate
+
+
+def faked() -> list[Variant]:
+    """Submissions whose kernel passes every test cell by cheating; ``fails``: the cells their work fails."""
+    answers = full()
+    del answers["fold_resnet"]  # left as the release's stub
+    return [
+        Variant("fake_patched_allclose", "ReLU before the sum and folding without eps, hidden by a patched "
+                "torch.allclose; freeze_bn right only inside the notebook's test cells",
+                mistakes(RELU_BEFORE_SUM, NO_EPS, freeze_bn=DETECTS_TESTS),
+                fails={"test_block_torchvision", "test_fold_bn", "test_freeze_bn_stats"},
+                mutate=_insert_after("build_block", PATCH_ALLCLOSE)),
+        Variant("fake_neutered_tests", "fold_resnet left blank; an input transformer empties every test cell",
+                answers, fails={"test_fold_resnet"}, mutate=_insert_after("build_block", NEUTER_TESTS)),
     ]
 
 
