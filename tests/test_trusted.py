@@ -202,8 +202,10 @@ def test_comparisons_reject_malformed_student_data():
 
 # ------------------------------------------------------------------ the preprocessor
 
-def test_preprocessor_turns_passes_into_fails_only(tmp_path):
+def test_preprocessor_turns_passes_into_fails_only(tmp_path, monkeypatch):
     course = make_course(tmp_path / "course", [ASSIGNMENT])
+    # outside an nbgrader app a preprocessor finds its course in the working folder, as nbgrader runs there
+    monkeypatch.chdir(course.root)
     variant = next(v for v in catalogue.VARIANTS if v.student == "stats_never_updated")
     _, nb = classgen.render(course, ASSIGNMENT, variant)
     cells = {scan.grade_id(c): c for c in nb.cells if scan.is_test_cell(c)}
@@ -247,11 +249,12 @@ def test_preprocessor_is_a_no_op_for_other_assignments(tmp_path):
     assert nb == before and not Path(tmp_path / ".coursekit").exists()
 
 
-def test_builtin_norm_layers_are_delegation_only_where_built_by_hand(tmp_path):
+def test_builtin_norm_layers_are_delegation_only_where_built_by_hand(tmp_path, monkeypatch):
     """Naming nn.BatchNorm2d is delegation in assignment 1, but the point of assignment 3."""
     from coursekit.trusted import ScanSubmission
 
     course = make_course(tmp_path / "course", ["a1_batchnorm1d", "a3_alexnet_bn"])
+    monkeypatch.chdir(course.root)  # the course of a preprocessor run outside an nbgrader app
     code = "import torch.nn as nn\n\ndef block(c):\n    return nn.Sequential(nn.Conv2d(c, c, 3), nn.BatchNorm2d(c))\n"
     flagged = {}
     for assignment in ("a1_batchnorm1d", "a3_alexnet_bn"):
