@@ -236,3 +236,12 @@ def test_attempts_are_flagged_in_the_event_log(run):
         if not kinds <= logged:
             missing.append(f"{student}: expected {sorted(kinds)}, logged {sorted(logged)}")
     assert not missing, f"{run.name}:\n" + "\n".join(missing)
+
+
+def test_the_honest_mistakes_cost_what_assignment_1s_catalogue_says():
+    """The attacks wrap honest mistakes; what those cost is the catalogue's, not a second opinion."""
+    from coursekit.classgen import a1_batchnorm1d as a1
+
+    fails = {v.student: frozenset(v.fails) for v in a1.VARIANTS}
+    assert hostile.EPS_FAILS == fails["eps_outside_sqrt"]
+    assert hostile.MOMENTUM_FAILS == fails["reversed_momentum"]

@@ -38,8 +38,11 @@ from coursekit.paths import CourseError
 ASSIGNMENT = "a1_batchnorm1d"
 ANSWER = a1.ANSWER
 ALL = frozenset(a1.TESTS)
+# What the honest mistakes under the attacks cost, as assignment 1's catalogue says for eps_outside_sqrt and
+# reversed_momentum (the Keras momentum convention costs only test_momentum: the running-statistics tests
+# judge what is accumulated); tests/test_hostile.py checks that the two agree.
 EPS_FAILS = frozenset({"test_eps", "test_constant_feature"})
-MOMENTUM_FAILS = frozenset({"test_running_mean", "test_running_var", "test_momentum"})
+MOMENTUM_FAILS = frozenset({"test_momentum"})
 DEFAULT_PORT = 47361   # where hostile_network tries to send what it found (tests pass their own)
 
 # Variants whose score may legitimately be lower than the honest one (their attack
