@@ -35,6 +35,14 @@ def cpu_kernel_supported(env: dict) -> bool:
     return got.lower() == want.lower()
 
 
+def _own_kernel(env: dict) -> bool:
+    """Whether ``env`` asks for the CPU kernel this process already runs with (its default)."""
+    import torch
+
+    want = env.get("ATEN_CPU_CAPABILITY")
+    return bool(want) and torch.backends.cpu.get_cpu_capability().lower() == want.lower()
+
+
 def run_in_subprocess(script: Path, seeds, env: dict, threads: int, timeout: float = 900):
     """Run ``script`` as a claims script under ``env`` with ``threads`` math threads; return its runs.
 
@@ -42,6 +50,9 @@ def run_in_subprocess(script: Path, seeds, env: dict, threads: int, timeout: flo
     and the number of threads it was asked for."""
     if not cpu_kernel_supported(env):
         pytest.skip(f"this CPU has no {env['ATEN_CPU_CAPABILITY']} kernels")
+    if threads == 1 and _own_kernel(env):
+        pytest.skip(f"{env['ATEN_CPU_CAPABILITY']} with one thread is this process's own float order: "
+                    "the in-process runs of the same seeds judged it")
     proc = subprocess.run([sys.executable, str(script), "--threads", str(threads), *map(str, seeds)],
                           env={**os.environ, **env, "COURSE_MODE": "fast"}, cwd=Path(script).parent,
                           capture_output=True, text=True, timeout=timeout)
