@@ -48,11 +48,11 @@ def run_in_subprocess(script: Path, seeds, env: dict, threads: int, timeout: flo
 
     Skips when this CPU lacks the kernel ``env`` asks for; fails when the child did not run with the kernel
     and the number of threads it was asked for."""
-    if not cpu_kernel_supported(env):
-        pytest.skip(f"this CPU has no {env['ATEN_CPU_CAPABILITY']} kernels")
-    if threads == 1 and _own_kernel(env):
+    if threads == 1 and _own_kernel(env):  # asked before starting a process to probe the kernel
         pytest.skip(f"{env['ATEN_CPU_CAPABILITY']} with one thread is this process's own float order: "
                     "the in-process runs of the same seeds judged it")
+    if not cpu_kernel_supported(env):
+        pytest.skip(f"this CPU has no {env['ATEN_CPU_CAPABILITY']} kernels")
     proc = subprocess.run([sys.executable, str(script), "--threads", str(threads), *map(str, seeds)],
                           env={**os.environ, **env, "COURSE_MODE": "fast"}, cwd=Path(script).parent,
                           capture_output=True, text=True, timeout=timeout)

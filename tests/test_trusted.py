@@ -154,6 +154,27 @@ def test_child_fails_closed(cells, why):
 
 # ------------------------------------------------------------------ verdicts = the notebook's hidden tests
 
+def _recheck_problems(gen, assignment: str, checks, variants, every_cell: bool = False) -> list[str]:
+    """Re-check each generated ``variants`` of ``gen`` (a class generator) with ``checks`` in the child:
+    the test cells whose trusted verdict differs from what the variant's work deserves. With
+    ``every_cell``, every test cell of the assignment must have a verdict."""
+    course = gen._course()
+    problems = []
+    for variant in variants:
+        _, nb = classgen.render(course, assignment, variant)
+        last = max(i for i, c in enumerate(nb.cells) if scan.grade_id(c) in checks.CHECKS.by_grade_id())
+        cells = [c.source for c in nb.cells[:last] if c.cell_type == "code" and not scan.is_test_cell(c)]
+        verdicts, notes = TrustedChecks().verdicts(checks.CHECKS, cells, [])
+        expected = classgen.expected_pass(variant, list(gen.TESTS))
+        if every_cell:
+            assert set(verdicts) == set(gen.TESTS), variant.student   # every test cell is re-checked
+        for grade_id, reason in verdicts.items():
+            if (reason is None) != expected[grade_id]:
+                problems.append(f"{variant.student}/{grade_id}: expected {'pass' if expected[grade_id] else 'fail'}, "
+                                f"trusted says {reason or 'pass'} ({notes})")
+    return problems
+
+
 def _cells_before_tests(variant) -> list[str]:
     _, nb = classgen.render(catalogue._course(), ASSIGNMENT, variant)
     last = max(i for i, c in enumerate(nb.cells) if scan.grade_id(c) in a1checks.CHECKS.by_grade_id())
@@ -423,20 +444,9 @@ def test_a3_loops_are_rechecked_out_of_the_kernel_like_the_hidden_tests():
     from coursekit.checks import a3_alexnet_bn as a3checks
     from coursekit.classgen import a3_alexnet_bn as a3
 
-    course = a3._course()
     wanted = {"solution", "correct_style_b", "correct_style_c", "no_zero_grad", "softmax_before_ce", "eval_with_grad",
               "no_train_mode", "loss_as_tensor"}
-    problems = []
-    for variant in [v for v in a3.VARIANTS if v.student in wanted]:
-        _, nb = classgen.render(course, "a3_alexnet_bn", variant)
-        last = max(i for i, c in enumerate(nb.cells) if scan.grade_id(c) in a3checks.CHECKS.by_grade_id())
-        cells = [c.source for c in nb.cells[:last] if c.cell_type == "code" and not scan.is_test_cell(c)]
-        verdicts, notes = TrustedChecks().verdicts(a3checks.CHECKS, cells, [])
-        expected = classgen.expected_pass(variant, list(a3.TESTS))
-        for grade_id, reason in verdicts.items():
-            if (reason is None) != expected[grade_id]:
-                problems.append(f"{variant.student}/{grade_id}: expected {'pass' if expected[grade_id] else 'fail'}, "
-                                f"trusted says {reason or 'pass'} ({notes})")
+    problems = _recheck_problems(a3, "a3_alexnet_bn", a3checks, [v for v in a3.VARIANTS if v.student in wanted])
     assert not problems, "\n".join(problems)
 
 
@@ -471,22 +481,10 @@ def test_a5_rechecks_keep_honest_and_wrong_points_and_catch_faked_tests():
     from coursekit.checks import a5_modern_architectures as a5checks
     from coursekit.classgen import a5_modern_architectures as a5
 
-    course = a5._course()
     wanted = {"correct_style_a", "correct_style_b", "relu_before_sum", "delegates", "fold_in_place"}
     variants = [v for v in a5.VARIANTS if v.student in wanted] + a5.faked()
     assert len(variants) == len(wanted) + 2
-    problems = []
-    for variant in variants:
-        _, nb = classgen.render(course, "a5_modern_architectures", variant)
-        last = max(i for i, c in enumerate(nb.cells) if scan.grade_id(c) in a5checks.CHECKS.by_grade_id())
-        cells = [c.source for c in nb.cells[:last] if c.cell_type == "code" and not scan.is_test_cell(c)]
-        verdicts, notes = TrustedChecks().verdicts(a5checks.CHECKS, cells, [])
-        expected = classgen.expected_pass(variant, list(a5.TESTS))
-        assert set(verdicts) == set(a5.TESTS)   # every test cell of A5 is re-checked
-        for grade_id, reason in verdicts.items():
-            if (reason is None) != expected[grade_id]:
-                problems.append(f"{variant.student}/{grade_id}: expected {'pass' if expected[grade_id] else 'fail'}, "
-                                f"trusted says {reason or 'pass'} ({notes})")
+    problems = _recheck_problems(a5, "a5_modern_architectures", a5checks, variants, every_cell=True)
     assert not problems, "\n".join(problems)
 
 
@@ -500,23 +498,11 @@ def test_a4_rechecks_keep_honest_and_wrong_points_and_catch_faked_tests():
     from coursekit.checks import a4_hyperparameters as a4checks
     from coursekit.classgen import a4_hyperparameters as a4
 
-    course = a4._course()
     correct = [v for v in a4.VARIANTS if v.student.startswith("correct")]
     # the generated students with one mistake in every answer cell
     mistaken = [v for v in a4.VARIANTS if v.student not in ("solution", "blank", "only_sampling", "only_halving")
                 and not v.student.startswith("correct")]
     variants = correct + mistaken[:2] + a4.faked()
     assert len(correct) == 2 and len(mistaken) >= 2
-    problems = []
-    for variant in variants:
-        _, nb = classgen.render(course, "a4_hyperparameters", variant)
-        last = max(i for i, c in enumerate(nb.cells) if scan.grade_id(c) in a4checks.CHECKS.by_grade_id())
-        cells = [c.source for c in nb.cells[:last] if c.cell_type == "code" and not scan.is_test_cell(c)]
-        verdicts, notes = TrustedChecks().verdicts(a4checks.CHECKS, cells, [])
-        expected = classgen.expected_pass(variant, list(a4.TESTS))
-        assert set(verdicts) == set(a4.TESTS)   # every test cell of A4 is re-checked
-        for grade_id, reason in verdicts.items():
-            if (reason is None) != expected[grade_id]:
-                problems.append(f"{variant.student}/{grade_id}: expected {'pass' if expected[grade_id] else 'fail'}, "
-                                f"trusted says {reason or 'pass'} ({notes})")
+    problems = _recheck_problems(a4, "a4_hyperparameters", a4checks, variants, every_cell=True)
     assert not problems, "\n".join(problems)
