@@ -200,11 +200,9 @@ class StudentGuide(NbGraderPreprocessor):
             raise FileNotFoundError(f"{path} is missing: the student guide of every release notebook is read from it")
         return path.read_text(encoding="utf-8").strip("\n")
 
-    def _source_fingerprint(self, assignment: str, resources) -> str | None:
+    @staticmethod
+    def _source_fingerprint(coursedir, assignment: str, resources) -> str | None:
         """The code fingerprint of the source notebook this release notebook is generated from."""
-        from nbgrader.coursedir import CourseDirectory
-
-        coursedir = CourseDirectory(config=self.config)
         name = resources.get("unique_key") or ""
         path = Path(coursedir.format_path(coursedir.source_directory, ".", assignment)) / f"{name}.ipynb"
         return file_fingerprint(path) if assignment and name and path.is_file() else None
@@ -212,7 +210,8 @@ class StudentGuide(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         from nbgrader.coursedir import CourseDirectory
 
-        folder = Path(CourseDirectory(config=self.config).root) / self.folder
+        coursedir = CourseDirectory(config=self.config)
+        folder = Path(coursedir.root) / self.folder
         if not any((folder / f).is_file() for f in (BEFORE_FILE, HANDIN_FILE)):
             return nb, resources  # a course without a student guide (nbgrader's own test courses)
         minor = nb.get("nbformat_minor", 0)
@@ -220,7 +219,7 @@ class StudentGuide(NbGraderPreprocessor):
         times_path = folder / TIMES_FILE
         times = json.loads(times_path.read_text(encoding="utf-8")) if times_path.is_file() else {}
         assignment = resources.get("nbgrader", {}).get("assignment", "")
-        line = time_line(times, assignment, self._source_fingerprint(assignment, resources))
+        line = time_line(times, assignment, self._source_fingerprint(coursedir, assignment, resources))
         before_text = self._text(BEFORE_FILE).replace(TIMES_PLACEHOLDER, line).rstrip("\n")
         before = _new_cell("markdown", before_text, ROLE_BEFORE, minor)
         at = 1 if nb.cells and _role(nb.cells[0]) == "colab-badge" else 0
