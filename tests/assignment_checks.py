@@ -75,3 +75,20 @@ def wrong_points(graded: GradedClass, variant, tests) -> dict[str, str]:
     want = classgen.expected_pass(variant, list(tests))
     got = {t: scores[t] == maxima[t] for t in tests}
     return {t: ("passed" if got[t] else "failed") for t in tests if got[t] != want[t]}
+
+
+def check_faked_submission(graded: GradedClass, variant, tests, assignment: str, notebook: str) -> None:
+    """A faked submission fooled the kernel (no test cell failed there: the cells it deserves to fail start
+    with the trusted re-check's error, nothing else), and the gradebook holds exactly the honest points."""
+    from coursekit.trusted import ERROR_NAME
+
+    wrong = wrong_points(graded, variant, tests)
+    assert not wrong, f"{variant.student} ({variant.description}): {wrong}"
+    nb = read_nb(graded.autograded(variant.student, assignment, notebook))
+    for cell in grade_cells(nb):
+        grade_id = nbg(cell)["grade_id"]
+        errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+        if grade_id in variant.fails:
+            assert errors and errors[0].ename == ERROR_NAME and len(errors) == 1, (grade_id, errors)
+        else:
+            assert not errors, (grade_id, errors)
