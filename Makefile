@@ -18,7 +18,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: venv setup release check-release publish demo test rehearsal test-nbgrader bench clean
 
-$(STAMP): $(REQUIREMENTS) requirements.txt pyproject.toml
+$(STAMP): $(REQUIREMENTS) requirements.txt pyproject.toml engine/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r $(REQUIREMENTS)
 	touch $@

@@ -80,7 +80,7 @@ def wrong_points(graded: GradedClass, variant, tests) -> dict[str, str]:
 def check_faked_submission(graded: GradedClass, variant, tests, assignment: str, notebook: str) -> None:
     """A faked submission fooled the kernel (no test cell failed there: the cells it deserves to fail start
     with the trusted re-check's error, nothing else), and the gradebook holds exactly the honest points."""
-    from coursekit.trusted import ERROR_NAME
+    from bncourse.messages import TRUSTED_ERROR_NAME as ERROR_NAME
 
     wrong = wrong_points(graded, variant, tests)
     assert not wrong, f"{variant.student} ({variant.description}): {wrong}"

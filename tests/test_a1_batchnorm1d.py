@@ -5,7 +5,7 @@
 - the committed release: equal to a fresh generation, four blanks, no solution
   or hidden test, no outputs, the Colab badge; run alone in a fresh kernel it
   fails only with NotImplementedError raised from the answer cell's code;
-- the catalogue of generated submissions (coursekit.classgen.a1_batchnorm1d),
+- the catalogue of generated submissions (bncourse.classgen.a1_batchnorm1d),
   graded ONCE by plain `nbgrader autograde` (two scratch courses side by side): each variant gets
   exactly the test cells its ``fails`` set allows, read from the gradebook.
 """
@@ -19,7 +19,7 @@ from assignment_checks import grade_cells as _test_cells, nbg as _nbg, outside_s
 from conftest import REPO, make_course, nbgrader
 
 from coursekit import classgen, gradebook, nbshared
-from coursekit.classgen import a1_batchnorm1d as catalogue
+from bncourse.classgen import a1_batchnorm1d as catalogue
 from coursekit.paths import Course
 from coursekit.release import BADGE_ROLE, release_differences
 

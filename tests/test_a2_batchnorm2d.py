@@ -6,7 +6,7 @@
 - the committed release: equal to a fresh generation, eight blanks, no solution or hidden test, no
   outputs, the Colab badge; run alone in a fresh kernel it fails only with NotImplementedError
   raised from the answer cells' code;
-- the catalogue of generated submissions (coursekit.classgen.a2_batchnorm2d: correct styles,
+- the catalogue of generated submissions (bncourse.classgen.a2_batchnorm2d: correct styles,
   partial submissions, one mistake in each answer cell, delegation, patching), graded ONCE by
   `nbgrader autograde` in a scratch course: each variant gets exactly the test cells its ``fails``
   set allows, read from the gradebook; when the student's code raises, the failing cells say so in
@@ -24,7 +24,7 @@ from assignment_checks import grade_cells as _test_cells, nbg as _nbg, outside_s
 from conftest import REPO, make_course, nbgrader, shared_module
 
 from coursekit import classgen, gradebook
-from coursekit.classgen import a2_batchnorm2d as catalogue
+from bncourse.classgen import a2_batchnorm2d as catalogue
 from coursekit.paths import Course
 from coursekit.release import BADGE_ROLE, release_differences
 

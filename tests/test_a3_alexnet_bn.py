@@ -8,7 +8,7 @@
   text blanks, no solution, hidden test or output, the current shared code;
   run alone in a fresh kernel (fast mode) every error is the stub's
   NotImplementedError raised from an answer cell, and it runs to the first blank;
-- the catalogue of generated submissions (coursekit.classgen.a3_alexnet_bn),
+- the catalogue of generated submissions (bncourse.classgen.a3_alexnet_bn),
   graded ONCE by `nbgrader autograde` in a scratch course: each variant gets
   exactly the test cells its ``fails`` set allows, read from the gradebook; the
   graded solution ran whole and its printed comparison shows what the prose says.
@@ -23,7 +23,7 @@ from assignment_checks import grade_cells as _test_cells, nbg as _nbg, read_nb a
 from conftest import REPO, make_course, nbgrader
 
 from coursekit import classgen, gradebook
-from coursekit.classgen import a3_alexnet_bn as catalogue
+from bncourse.classgen import a3_alexnet_bn as catalogue
 from coursekit.paths import Course
 from coursekit.release import BADGE_ROLE, release_differences
 

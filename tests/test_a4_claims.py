@@ -41,7 +41,7 @@ def notebook_namespace() -> dict:
     import torch
 
     from coursekit import classgen
-    from coursekit.classgen import a4_hyperparameters as catalogue
+    from bncourse.classgen import a4_hyperparameters as catalogue
 
     course_utils = shared_module("course_utils.py", "course_loops.py")
     namespace = dict(vars(course_utils))

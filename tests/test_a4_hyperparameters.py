@@ -5,12 +5,12 @@
   experiment cells the questions discuss, `nbgrader validate`;
 - the committed release: equal to a fresh generation, five blanks, no solution, hidden test or rubric;
   run alone in a fresh kernel it fails only with NotImplementedError raised from the answer cells' code;
-- the catalogue of generated submissions (coursekit.classgen.a4_hyperparameters: correct styles, partial
+- the catalogue of generated submissions (bncourse.classgen.a4_hyperparameters: correct styles, partial
   hand-ins, one plausible mistake per answer cell), graded ONCE by `nbgrader autograde` in a scratch
   course: each variant gets exactly the test cells its ``fails`` set allows, read from the gradebook;
 - faked submissions (``catalogue.faked()``: functions right only inside the notebook's test cells, an AST
   transformer that swallows every error), graded in the same run: their kernel passes every test cell, and
-  the trusted re-check out of the kernel (``coursekit.checks.a4_hyperparameters``) takes exactly the points
+  the trusted re-check out of the kernel (``bncourse.checks.a4_hyperparameters``) takes exactly the points
   of the functions they faked;
 - the protocol: the search never iterates the test split, the chosen model is evaluated on it once;
 - the claims of the notebook on the generated data: test_a4_claims.py.
@@ -27,7 +27,7 @@ from assignment_checks import grade_cells as _test_cells, nbg as _nbg, read_nb a
 from conftest import REPO, make_course, nbgrader, shared_module
 
 from coursekit import classgen, gradebook
-from coursekit.classgen import a4_hyperparameters as catalogue
+from bncourse.classgen import a4_hyperparameters as catalogue
 from coursekit.paths import Course
 from coursekit.release import BADGE_ROLE, release_differences
 

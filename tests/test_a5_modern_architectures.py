@@ -7,7 +7,7 @@
   hidden; `nbgrader validate` lists exactly its blanks; run alone in a fresh
   kernel (fast mode) every error is the stub's NotImplementedError raised from
   an answer cell;
-- the catalogue of generated submissions (coursekit.classgen.a5_modern_architectures),
+- the catalogue of generated submissions (bncourse.classgen.a5_modern_architectures),
   graded ONCE by `nbgrader autograde` in scratch courses: each variant gets
   exactly the test cells its ``fails`` set allows, read from the gradebook; the
   graded correct submissions ran whole and their printed evidence says what the
@@ -19,7 +19,7 @@
   ``freeze_bn`` right only inside the notebook's test cells, an input
   transformer that empties the test cells), graded in the same run: their
   kernel passes every test cell, and the trusted re-check out of the kernel
-  (``coursekit.checks.a5_modern_architectures``) takes exactly the points of
+  (``bncourse.checks.a5_modern_architectures``) takes exactly the points of
   the functions they faked.
 """
 from __future__ import annotations
@@ -32,8 +32,9 @@ from assignment_checks import grade_cells as _test_cells, nbg as _nbg, read_nb a
 from conftest import REPO, make_course, nbgrader
 
 from coursekit import classgen, gradebook
-from coursekit.classgen import a5_modern_architectures as catalogue
-from coursekit.paths import ASSIGNMENTS, Course
+from bncourse.classgen import a5_modern_architectures as catalogue
+from bncourse import ASSIGNMENTS
+from coursekit.paths import Course
 from coursekit.release import BADGE_ROLE, release_differences
 
 ASSIGNMENT = "a5_modern_architectures"

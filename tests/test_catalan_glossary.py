@@ -16,7 +16,7 @@ import nbformat
 import pytest
 
 from conftest import REPO
-from coursekit.paths import ASSIGNMENTS
+from bncourse import ASSIGNMENTS
 
 # variant -> what the glossary uses instead
 BANNED = {
@@ -36,13 +36,18 @@ _NOT_PROSE = [
     re.compile(r"\]\([^)\s]*\)"),                   # link targets
     re.compile(r"https?://\S+"),
 ]
-# In the engine's strings (docstrings and patterns are English, for developers) only the Catalan variants
-# count: the English words batch / learning rate are legitimate there.
+# In the strings of Python files (docstrings and patterns are English, for developers) only the Catalan
+# variants count: the English words batch / learning rate are legitimate there.
 ENGINE_BANNED = {p: w for p, w in BANNED.items() if "batch" not in p and "learning" not in p}
-ENGINE_FILES = ["evidence.py", "student_guide.py", "checks/scan.py", "checks/_harness.py",
-                "checks/a1_batchnorm1d.py", "checks/a2_batchnorm2d.py", "checks/a3_alexnet_bn.py",
-                "checks/a4_hyperparameters.py", "checks/a4_hyperparameters_probe.py",
-                "checks/a5_modern_architectures.py", "checks/a5_modern_architectures_probe.py"]
+# Where Catalan words for students live in Python: the course's package (its messages for the engine,
+# its checks' details) and whatever of the engine still writes student-facing text.
+CODE_FILES = ["src/bncourse/messages.py", "src/bncourse/checks/__init__.py",
+              "src/bncourse/checks/a1_batchnorm1d.py", "src/bncourse/checks/a2_batchnorm2d.py",
+              "src/bncourse/checks/a3_alexnet_bn.py", "src/bncourse/checks/a4_hyperparameters.py",
+              "src/bncourse/checks/a4_hyperparameters_probe.py", "src/bncourse/checks/a5_modern_architectures.py",
+              "src/bncourse/checks/a5_modern_architectures_probe.py",
+              "engine/src/coursekit/evidence.py", "engine/src/coursekit/student_guide.py",
+              "engine/src/coursekit/checks/scan.py", "engine/src/coursekit/checks/_harness.py"]
 
 
 def _prose(text: str) -> str:
@@ -100,9 +105,8 @@ def test_shared_texts_and_student_messages_speak_with_the_glossary_voice():
         found += _violations(str(path.relative_to(REPO)), path.read_text(encoding="utf-8"))
     for path in sorted((REPO / "notebooks").glob("*.py")):
         found += _violations(str(path.relative_to(REPO)), _code_text(path.read_text(encoding="utf-8")))
-    engine = REPO / "src" / "coursekit"
-    for name in ENGINE_FILES:
-        path = engine / name
+    for name in CODE_FILES:
+        path = REPO / name
         strings = [t for t in _code_text(path.read_text(encoding="utf-8")).splitlines()
                    if not t.lstrip().startswith("#")]  # engine comments are English, for developers
         found += _violations(str(path.relative_to(REPO)), "\n".join(strings), ENGINE_BANNED)

@@ -32,7 +32,7 @@ from nbformat.notebooknode import from_dict
 from coursekit import classgen, gradebook
 from coursekit.evidence import (COLAB_TITLE, EVIDENCE_TAG, FAST_TITLE, LABEL_KEY, STASH_KEY, KeepSubmittedOutputs,
                                 ShowSubmittedOutputs, evidence_cells, inert_outputs)
-from coursekit.paths import ASSIGNMENTS
+from bncourse import ASSIGNMENTS
 
 NOTEBOOKS = {a: next((REPO / "release" / a).glob("*.ipynb")) for a in ASSIGNMENTS}
 # assignments whose every manually graded answer must have evidence cells already

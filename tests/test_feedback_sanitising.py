@@ -19,7 +19,7 @@ from html_checks import elements, headings, live_parts
 from nbconvert import HTMLExporter
 from traitlets.config import Config
 
-from coursekit.classgen import hostile_resources as R
+from bncourse.classgen import hostile_resources as R
 from coursekit.inert import InertAutogradedOutputs, clean_html, inert_markdown
 from coursekit.nbconfig import apply_extensions
 
@@ -32,7 +32,7 @@ def _display(data: dict, metadata: dict | None = None):
     return nbformat.v4.new_output("display_data", data=data, metadata=metadata or {})
 
 
-# What the kernel of r01_markup sends (coursekit.classgen.hostile_resources.MARKUP_OUTPUT).
+# What the kernel of r01_markup sends (bncourse.classgen.hostile_resources.MARKUP_OUTPUT).
 HOSTILE_OUTPUTS = [
     _display({"text/html": f'<img src=x onerror="document.title=\'{M}\'"><script>document.title="{M}"</script>'
                            f'<a href="javascript:alert(1)">{M}</a><a href=" JaVaScRiPt:alert(1)">{M}</a>'

@@ -4,7 +4,7 @@ Stand-in files of the real formats and sizes (CIFAR-10 python batches,
 Fashion-MNIST IDX files, an AlexNet checkpoint in torch.hub's cache) are read
 through torchvision's own classes and weights API; every source notebook runs
 top to bottom in full mode in a real kernel (nbclient, as Colab runs it) with
-only the training length capped (``coursekit.fullmode``).  A download attempt
+only the training length capped (``bncourse.fullmode``).  A download attempt
 fails loudly.  The tests marked ``rehearsal`` take minutes and run in
 ``make rehearsal`` (CI runs it after ``make test``).
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from coursekit import fullmode, standins
+from bncourse import fullmode, standins
 from coursekit.paths import Course
 from conftest import REPO
 

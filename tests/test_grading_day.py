@@ -260,7 +260,7 @@ def test_demo_delivers_a1_through_moodle_intake(tmp_path):
     """`make demo`'s intake step on its own (the demo itself grades every catalogue: too slow here)."""
     course = make_course(tmp_path / "course", [A1])
     variants = classgen.catalogue(A1)
-    demo.deliver(course, A1, variants)
+    demo.deliver(course, A1, variants, moodle=True)
     report = json.loads((course.state / "intake" / A1 / "report.json").read_text(encoding="utf-8"))
     assert {v.student for v in variants} <= set(report["students"])
     assert any(info["files"][0]["how"] != "exact" for info in report["students"].values())

@@ -1,4 +1,4 @@
-"""The hostile corpus (coursekit.classgen.hostile) graded through the real pipeline.
+"""The hostile corpus (bncourse.classgen.hostile) graded through the real pipeline.
 
 One scratch course per pipeline holds the corpus (one submission per class of
 the threat model) plus honest submissions; it is graded ONCE by plain
@@ -37,7 +37,7 @@ import pytest
 from conftest import make_course, nbgrader
 
 from coursekit import classgen, events, gradebook
-from coursekit.classgen import hostile
+from bncourse.classgen import hostile
 from coursekit.nbrun import venv_env
 from coursekit.paths import Course
 
@@ -240,7 +240,7 @@ def test_attempts_are_flagged_in_the_event_log(run):
 
 def test_the_honest_mistakes_cost_what_assignment_1s_catalogue_says():
     """The attacks wrap honest mistakes; what those cost is the catalogue's, not a second opinion."""
-    from coursekit.classgen import a1_batchnorm1d as a1
+    from bncourse.classgen import a1_batchnorm1d as a1
 
     fails = {v.student: frozenset(v.fails) for v in a1.VARIANTS}
     assert hostile.EPS_FAILS == fails["eps_outside_sqrt"]

@@ -1,4 +1,4 @@
-"""The markup and resource attacks (coursekit.classgen.hostile_resources),
+"""The markup and resource attacks (bncourse.classgen.hostile_resources),
 graded through the real pipeline with honest submissions beside them.
 
 One scratch course per pipeline, graded once: plain ``nbgrader autograde`` then
@@ -30,7 +30,7 @@ from conftest import make_course, nbgrader
 from html_checks import elements, headings, live_parts
 
 from coursekit import classgen, events, gradebook
-from coursekit.classgen import hostile_resources as R
+from bncourse.classgen import hostile_resources as R
 from coursekit.paths import Course
 
 pytestmark = pytest.mark.slow

@@ -1,6 +1,6 @@
 """The install files agree: requirements.txt (ranges, any platform), requirements.lock (the exact
 Linux environment `make` and CI install), requirements-cpu.txt (CPU-only grading servers) and the
-package's declared dependencies in pyproject.toml.
+packages' declared dependencies: the engine's (engine/pyproject.toml) and the course's (pyproject.toml).
 
 No network here, so nothing is downloaded: the files are checked against each other and against
 the environment the tests run in (which `make` installs from the lock).
@@ -38,16 +38,23 @@ def _requirements(path: Path) -> list[Requirement]:
     return [Requirement(line) for line in _lines(path) if not line.startswith("-")]
 
 
-def _pyproject() -> dict:
-    return tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+PYPROJECTS = ("engine/pyproject.toml", "pyproject.toml")
+# The repository's own projects: installed editable from their folders, never pinned in the lock.
+LOCAL = {"coursekit", "bncourse"}
 
 
-def _declared() -> list[Requirement]:
-    project = _pyproject()
-    reqs = [Requirement(r) for r in project["dependencies"]]
-    for extra in project.get("optional-dependencies", {}).values():
-        reqs += [Requirement(r) for r in extra]
-    return reqs
+def _pyproject(path: str = "pyproject.toml") -> dict:
+    return tomllib.loads((REPO / path).read_text(encoding="utf-8"))["project"]
+
+
+def _declared(paths: tuple[str, ...] = PYPROJECTS) -> list[Requirement]:
+    reqs = []
+    for path in paths:
+        project = _pyproject(path)
+        reqs += [Requirement(r) for r in project["dependencies"]]
+        for extra in project.get("optional-dependencies", {}).values():
+            reqs += [Requirement(r) for r in extra]
+    return [r for r in reqs if canonicalize_name(r.name) not in LOCAL]
 
 
 def _lock() -> dict[str, str]:
@@ -71,12 +78,26 @@ def test_requirements_txt_installs_anywhere():
         assert ops and not ops & {"==", "==="}, f"{where}: needs a range, not a pin"
         assert ">=" in ops and "<" in ops, f"{where}: needs a lower and an upper bound"
     options = [line for line in _lines(REPO / "requirements.txt") if line.startswith("-")]
-    assert options == ["-e ."], f"requirements.txt: only the package itself, no index or wheel options: {options}"
+    assert options == ["-e ./engine", "-e ."], \
+        f"requirements.txt: only the engine and the course themselves, no index or wheel options: {options}"
+
+
+def test_the_engine_declares_no_course_library():
+    """The engine grades any nbgrader course: what one course's notebooks use (torch, torchvision)
+    is the course's to declare, and the course depends on the engine."""
+    engine = {canonicalize_name(r.name) for r in _declared(("engine/pyproject.toml",))}
+    assert not engine & {"torch", "torchvision", "pillow"}, f"engine/pyproject.toml declares {sorted(engine)}"
+    course = [Requirement(r) for r in _pyproject()["dependencies"]]
+    assert "coursekit" in {canonicalize_name(r.name) for r in course}
+    assert _pyproject("engine/pyproject.toml")["name"] == "coursekit"
+    assert metadata.version("coursekit") in next(r for r in course if r.name == "coursekit").specifier
 
 
 def test_pyproject_declares_ranged_dependencies():
     declared = _declared()
     assert {canonicalize_name(r.name) for r in declared} >= {"nbgrader", "torch", "traitlets", "psutil"}
+    local = {canonicalize_name(Requirement(r).name) for r in _pyproject()["dependencies"]} & LOCAL
+    assert local == {"coursekit"}, "the course depends on the engine"
     for req in declared:
         ops = {s.operator for s in req.specifier}
         assert ">=" in ops and "<" in ops, f"pyproject.toml: {req} needs a lower and an upper bound"
@@ -87,6 +108,7 @@ def test_pyproject_declares_ranged_dependencies():
 def test_every_lock_pin_satisfies_the_ranges(source):
     pins = _lock()
     reqs = _requirements(REPO / source) if source.endswith(".txt") else _declared()
+    reqs = [r for r in reqs if canonicalize_name(r.name) not in LOCAL]
     for req in reqs:
         name = canonicalize_name(req.name)
         assert name in pins, f"{source} names {req.name}, requirements.lock does not pin it"
@@ -95,7 +117,7 @@ def test_every_lock_pin_satisfies_the_ranges(source):
 
 
 def test_the_tested_environment_is_inside_the_ranges():
-    """The venv the tests run in (installed from the lock) satisfies what the package declares."""
+    """The venv the tests run in (installed from the lock) satisfies what the packages declare."""
     for req in _declared():
         try:
             installed = metadata.version(req.name)

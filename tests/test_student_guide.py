@@ -19,7 +19,8 @@ import pytest
 
 from conftest import REPO, make_course
 from coursekit import classgen, codeprint, student_guide
-from coursekit.paths import ASSIGNMENTS, Course
+from bncourse import ASSIGNMENTS
+from coursekit.paths import Course
 from coursekit.publish import BADGE_RE, publish, secret_lines
 
 WRONG_A1 = "eps_outside_sqrt"

@@ -12,7 +12,7 @@
   wrong implementation gets an error output first (nbgrader then scores it 0),
   a forged result before an error is neutralised, a right cell is untouched,
   and events are recorded;
-- delegation hidden from every check (coursekit.classgen.hostile_delegation:
+- delegation hidden from every check (bncourse.classgen.hostile_delegation:
   computed lookups, worker threads, a rewritten answer, %%writefile modules, a
   forked process) fails every re-checked cell of A1 and A2 from the runtime
   guard alone, and the scan names the hiding;
@@ -38,11 +38,16 @@ import pytest
 from conftest import make_course
 
 from coursekit import classgen, events, sandbox
-from coursekit.checks import a1_batchnorm1d as a1checks
-from coursekit.checks import close, scan
+from bncourse.checks import a1_batchnorm1d as a1checks
+from coursekit.checks import scan
+
+from bncourse.checks import NORM_NAMES, close
 from coursekit.checks.child import run_student_code
-from coursekit.classgen import a1_batchnorm1d as catalogue
-from coursekit.trusted import ERROR_NAME, TrustedChecks
+from bncourse.classgen import a1_batchnorm1d as catalogue
+from coursekit.content import course_config
+from coursekit.trusted import TrustedChecks
+
+from bncourse.messages import TRUSTED_ERROR_NAME as ERROR_NAME
 
 ASSIGNMENT = "a1_batchnorm1d"
 
@@ -57,10 +62,17 @@ def warm_server():
 # ------------------------------------------------------------------ static scan
 
 ALIASES = scan.DEFAULT_MODULE_ALIASES
+# the re-checks as the course's configuration sets them up (its Catalan words)
+COURSE_CONFIG = course_config(Path(__file__).resolve().parents[1])
+
+
+def trusted() -> TrustedChecks:
+    return TrustedChecks(config=COURSE_CONFIG)
 
 
 def _rules(source, answer_cell=True, lines=None):
-    return {(f.kind, f.rule) for f in scan.scan_source(source, 0, lines, ALIASES, answer_cell=answer_cell)}
+    return {(f.kind, f.rule) for f in scan.scan_source(source, 0, lines, ALIASES, answer_cell=answer_cell,
+                                                       builtin=NORM_NAMES)}
 
 
 def test_scan_delegation_only_inside_definitions():
@@ -106,7 +118,7 @@ def test_scan_only_the_students_lines():
     assert lines[index] and max(lines[index]) == len(answer.source.splitlines())
     assert lines[len(nb.cells) - 1] is None          # a cell the student added: all of it
     assert all(not v for i, v in lines.items() if i not in (index, len(nb.cells) - 1))  # given cells untouched
-    findings = scan.scan_notebook(nb, release)
+    findings = scan.scan_notebook(nb, release, builtin=NORM_NAMES)
     assert {(f.cell, f.rule) for f in findings} == {(index, "import importlib"), (len(nb.cells) - 1, "eval()")}
 
 
@@ -164,7 +176,7 @@ def _recheck_problems(gen, assignment: str, checks, variants, every_cell: bool =
         _, nb = classgen.render(course, assignment, variant)
         last = max(i for i, c in enumerate(nb.cells) if scan.grade_id(c) in checks.CHECKS.by_grade_id())
         cells = [c.source for c in nb.cells[:last] if c.cell_type == "code" and not scan.is_test_cell(c)]
-        verdicts, notes = TrustedChecks().verdicts(checks.CHECKS, cells, [])
+        verdicts, notes = trusted().verdicts(checks.CHECKS, cells, [])
         expected = classgen.expected_pass(variant, list(gen.TESTS))
         if every_cell:
             assert set(verdicts) == set(gen.TESTS), variant.student   # every test cell is re-checked
@@ -185,8 +197,8 @@ def _verdict(variant):
     cells = _cells_before_tests(variant)
     _, nb = classgen.render(catalogue._course(), ASSIGNMENT, variant)
     findings = scan.scan_notebook(nb, nbformat.read(str(catalogue._course().release / ASSIGNMENT / "batchnorm1d.ipynb"),
-                                                    as_version=4))
-    verdicts, notes = TrustedChecks().verdicts(a1checks.CHECKS, cells, findings)
+                                                    as_version=4), builtin=NORM_NAMES)
+    verdicts, notes = trusted().verdicts(a1checks.CHECKS, cells, findings)
     return variant, verdicts, notes
 
 
@@ -241,7 +253,7 @@ def test_preprocessor_turns_passes_into_fails_only(tmp_path, monkeypatch):
                                                                 traceback=[])]
     resources = {"nbgrader": {"assignment": ASSIGNMENT, "student": "s1", "notebook": "batchnorm1d",
                               "db_url": f"sqlite:///{course.gradebook}"}}
-    TrustedChecks().preprocess(nb, resources)
+    trusted().preprocess(nb, resources)
 
     def first(grade_id):
         outputs = cells[grade_id].outputs
@@ -266,7 +278,7 @@ def test_preprocessor_is_a_no_op_for_other_assignments(tmp_path):
     before = copy.deepcopy(nb)
     resources = {"nbgrader": {"assignment": "ps1", "student": "s", "notebook": "p",
                               "db_url": f"sqlite:///{tmp_path / 'gradebook.db'}"}}
-    TrustedChecks().preprocess(nb, resources)
+    trusted().preprocess(nb, resources)
     assert nb == before and not Path(tmp_path / ".coursekit").exists()
 
 
@@ -284,7 +296,7 @@ def test_builtin_norm_layers_are_delegation_only_where_built_by_hand(tmp_path, m
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code, metadata=answer)])
         resources = {"nbgrader": {"assignment": assignment, "student": "s", "notebook": "nb",
                                   "db_url": f"sqlite:///{course.gradebook}"}}
-        ScanSubmission().preprocess(nb, resources)
+        ScanSubmission(config=COURSE_CONFIG).preprocess(nb, resources)
         flagged[assignment] = {e.get("finding") for e in events.read(course.root, assignment, "s")}
     assert "delegation" in flagged["a1_batchnorm1d"]
     assert "delegation" not in flagged["a3_alexnet_bn"]
@@ -293,7 +305,7 @@ def test_builtin_norm_layers_are_delegation_only_where_built_by_hand(tmp_path, m
 # ------------------------------------------------------------------ delegation that hides from every check
 
 def _hostile_a1(name):
-    return next(v for v in __import__("coursekit.classgen.hostile", fromlist=["x"]).variants()
+    return next(v for v in __import__("bncourse.classgen.hostile", fromlist=["x"]).variants()
                 if v.student == name)
 
 
@@ -304,7 +316,7 @@ def test_hidden_delegation_fails_out_of_the_kernel_even_unseen_by_the_scan(name)
     cannot be rewritten; with the scan, the hiding itself is a finding."""
     variant = _hostile_a1(name)
     cells = _cells_before_tests(variant)
-    verdicts, notes = TrustedChecks().verdicts(a1checks.CHECKS, cells, [])
+    verdicts, notes = trusted().verdicts(a1checks.CHECKS, cells, [])
     passed = [g for g, reason in verdicts.items() if reason is None]
     assert not passed, f"{name}: passes {passed} out of the kernel ({notes})"
     _, _, notes_scanned = _verdict(variant)
@@ -312,7 +324,7 @@ def test_hidden_delegation_fails_out_of_the_kernel_even_unseen_by_the_scan(name)
 
 
 def test_scan_sees_lookups_hiding_magics_and_aliased_shells():
-    from coursekit.classgen import hostile_delegation
+    from bncourse.classgen import hostile_delegation
 
     hidden = hostile_delegation.sources("MyBatchNorm1d")
     expected = {
@@ -358,31 +370,32 @@ def test_child_answer_cannot_be_rewritten_by_name(tmp_path):
 def _a2_inputs(variant):
     """What TrustedChecks.preprocess hands to verdicts() (read here, in one thread: the
     parser of CPython 3.11 is not safe to run in several threads at once)."""
-    from coursekit.checks import a2_batchnorm2d as a2checks
-    from coursekit.classgen import a2_batchnorm2d as a2
+    from bncourse.checks import a2_batchnorm2d as a2checks
+    from bncourse.classgen import a2_batchnorm2d as a2
 
     course = a2._course()
     release = nbformat.read(str(course.release / "a2_batchnorm2d" / "batchnorm2d.ipynb"), as_version=4)
     _, nb = classgen.render(course, "a2_batchnorm2d", variant)
     last = max(i for i, c in enumerate(nb.cells) if scan.grade_id(c) in a2checks.CHECKS.by_grade_id())
     cells = [c.source for c in nb.cells[:last] if c.cell_type == "code" and not scan.is_test_cell(c)]
-    findings = scan.scan_notebook(nb, release, costly_until=last)
+    findings = scan.scan_notebook(nb, release, costly_until=last, builtin=NORM_NAMES)
     answer_cells = {i: scan.grade_id(c) for i, c in enumerate(nb.cells) if scan.is_answer_cell(c)}
     return variant, cells, findings, answer_cells
 
 
 def _a2_verdict(inputs):
-    from coursekit.checks import a2_batchnorm2d as a2checks
+    from bncourse.checks import a2_batchnorm2d as a2checks
 
     variant, cells, findings, answer_cells = inputs
-    verdicts, notes = TrustedChecks().verdicts(a2checks.CHECKS, cells, findings, answer_cells=answer_cells)
+    verdicts, notes = trusted().verdicts(a2checks.CHECKS, cells, findings, answer_cells=answer_cells)
     return variant, verdicts, notes
 
 
 def _a2_hostile():
     """The hidden-delegation corpus written for MyBatchNorm2d (BatchNorm2dFunction right)."""
-    from coursekit.classgen import Variant, hostile_delegation
-    from coursekit.classgen import a2_batchnorm2d as a2
+    from coursekit.classgen import Variant
+    from bncourse.classgen import hostile_delegation
+    from bncourse.classgen import a2_batchnorm2d as a2
 
     hidden = hostile_delegation.sources("MyBatchNorm2d")
 
@@ -414,7 +427,7 @@ def test_a2_verdicts_never_harsher_than_the_hidden_tests_and_catch_hidden_delega
     corpus: never fails a cell the notebook's hidden tests pass (honest and mistaken
     submissions keep their grades); fails every cell of a layer that delegates however
     it hides it; fails the delegation variants of the catalogue where the notebook does."""
-    from coursekit.classgen import a2_batchnorm2d as a2
+    from bncourse.classgen import a2_batchnorm2d as a2
 
     catalogue_variants, hostile_variants = a2.VARIANTS, _a2_hostile()
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -441,8 +454,8 @@ def test_a3_loops_are_rechecked_out_of_the_kernel_like_the_hidden_tests():
     allowed (using them is the exercise): each catalogue variant fails exactly the loop
     tests the notebook's hidden tests fail (the loss kept as a tensor fails only the graph test;
     the accuracy from a second forward pass is correct)."""
-    from coursekit.checks import a3_alexnet_bn as a3checks
-    from coursekit.classgen import a3_alexnet_bn as a3
+    from bncourse.checks import a3_alexnet_bn as a3checks
+    from bncourse.classgen import a3_alexnet_bn as a3
 
     wanted = {"solution", "correct_style_b", "correct_style_c", "no_zero_grad", "softmax_before_ce", "eval_with_grad",
               "no_train_mode", "loss_as_tensor"}
@@ -466,7 +479,7 @@ def test_shell_escapes_of_an_honest_notebook_do_not_make_it_untrusted():
     """`!nvidia-smi` and `files = !ls` (Colab habits) are skipped in the re-check, not refused as processes."""
     solution = next(v for v in catalogue.VARIANTS if v.student == "solution")
     cells = ["!nvidia-smi\nfiles = !ls"] + _cells_before_tests(solution)
-    verdicts, notes = TrustedChecks().verdicts(a1checks.CHECKS, cells, [])
+    verdicts, notes = trusted().verdicts(a1checks.CHECKS, cells, [])
     assert all(reason is None for reason in verdicts.values()), (verdicts, notes)
 
 
@@ -478,8 +491,8 @@ def test_a5_rechecks_keep_honest_and_wrong_points_and_catch_faked_tests():
     differently pass every cell, mistaken and delegating ones fail exactly the cells the notebook's hidden
     tests fail, and faked ones (comparisons patched, a freeze_bn that detects the notebook's tests, test cells
     emptied) fail exactly the cells of the functions they faked."""
-    from coursekit.checks import a5_modern_architectures as a5checks
-    from coursekit.classgen import a5_modern_architectures as a5
+    from bncourse.checks import a5_modern_architectures as a5checks
+    from bncourse.classgen import a5_modern_architectures as a5
 
     wanted = {"correct_style_a", "correct_style_b", "relu_before_sum", "delegates", "fold_in_place"}
     variants = [v for v in a5.VARIANTS if v.student in wanted] + a5.faked()
@@ -495,8 +508,8 @@ def test_a4_rechecks_keep_honest_and_wrong_points_and_catch_faked_tests():
     and qualities (the statistics computed here from the raw draws): correct submissions written differently
     pass every cell, mistaken ones fail exactly the cells the notebook's hidden tests fail, and faked ones
     (functions right only inside the notebook's tests, errors swallowed) fail exactly the faked cells."""
-    from coursekit.checks import a4_hyperparameters as a4checks
-    from coursekit.classgen import a4_hyperparameters as a4
+    from bncourse.checks import a4_hyperparameters as a4checks
+    from bncourse.classgen import a4_hyperparameters as a4
 
     correct = [v for v in a4.VARIANTS if v.student.startswith("correct")]
     # the generated students with one mistake in every answer cell
