@@ -67,7 +67,7 @@ from coursekit.paths import Course, CourseError
 # ---------------------------------------------------------------- coursekit collect
 
 def add_arguments(parser) -> None:
-    parser.add_argument("assignment", help="assignment id, e.g. a1_batchnorm1d")
+    parser.add_argument("assignment", help="assignment id (a folder of source/)")
     parser.add_argument("source", help="Moodle's 'download all submissions' zip, or a folder of files")
     parser.add_argument("--roster", help="roster CSV (default: <course>/roster.csv if it exists)")
     parser.add_argument("--force", action="store_true",

@@ -198,7 +198,7 @@ class TrustedChecks(NbGraderPreprocessor):
         spec = registry.spec(seed)
         result = run_student_code(cells, registry.probe_source, registry.target, spec,
                                   timeout=self.timeout, cell_timeout=self.cell_timeout, config=self.config,
-                                  guard=registry.guard)
+                                  guard=registry.guard, preload=registry.preload)
         notes = [f"child {result.wall:.1f} s"]
         answer = result.answer or {}
         probe = answer.get("probe")

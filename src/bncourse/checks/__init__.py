@@ -26,7 +26,11 @@ NORM_NAMES = BuiltinNames(names=re.compile(r"(?i)^_*(native_)?(batch|layer|group
 NORM_GUARD = KernelGuard(ops=r"(batch|layer|group|instance|rms)_norm|_norm_legit",
                          probe="torch.nn.functional.batch_norm(torch.ones(2, 1), None, None, training=True)")
 
-__all__ = ["NORM_OPS", "NORM_NAMES", "NORM_GUARD", "close", "scenario_error", "as_array", "field_of"]
+# what the notebooks' given code imports (started before the student's code in the child: matplotlib's
+# font cache starts a process and a thread the first time)
+PRELOAD = ("matplotlib", "matplotlib.pyplot", "matplotlib.font_manager", "tqdm", "tqdm.auto", "torchvision")
+
+__all__ = ["PRELOAD", "NORM_OPS", "NORM_NAMES", "NORM_GUARD", "close", "scenario_error", "as_array", "field_of"]
 
 
 def close(student, reference, atol: float, rtol: float) -> str | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from coursekit.checks import AssignmentChecks, Check, as_array, field_of
 
-from bncourse.checks import NORM_GUARD, NORM_NAMES, NORM_OPS, close, scenario_error
+from bncourse.checks import NORM_GUARD, NORM_NAMES, NORM_OPS, PRELOAD, close, scenario_error
 
 PROBE = Path(__file__).with_name("a1_batchnorm1d_probe.py")
 BIG = 2048   # big batches (where the notebook uses 8192): Bessel's n/(n-1) stays under the tolerance
@@ -281,7 +281,7 @@ def _own(student, ref) -> str | None:
 CHECKS = AssignmentChecks(
     assignment="a1_batchnorm1d",
     # built from scratch: PyTorch's norm layers are disabled in the child, naming them costs points
-    forbidden_ops=NORM_OPS, builtin=NORM_NAMES, own_implementation=True, guard=NORM_GUARD,
+    forbidden_ops=NORM_OPS, builtin=NORM_NAMES, preload=PRELOAD, own_implementation=True, guard=NORM_GUARD,
     target="MyBatchNorm1d",
     probe_file=PROBE,
     spec=spec,

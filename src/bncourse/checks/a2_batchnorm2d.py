@@ -29,7 +29,7 @@ from pathlib import Path
 
 from coursekit.checks import AssignmentChecks, Check, as_array, field_of
 
-from bncourse.checks import NORM_GUARD, NORM_NAMES, NORM_OPS, close, scenario_error
+from bncourse.checks import NORM_GUARD, NORM_NAMES, NORM_OPS, PRELOAD, close, scenario_error
 
 PROBE = Path(__file__).with_name("a2_batchnorm2d_probe.py")
 LAYER_CELL = ("bn2d_impl",)
@@ -338,7 +338,7 @@ def _no_lot(student, ref) -> str | None:
 CHECKS = AssignmentChecks(
     assignment="a2_batchnorm2d",
     # built from scratch: PyTorch's norm layers are disabled in the child, naming them costs points
-    forbidden_ops=NORM_OPS, builtin=NORM_NAMES, own_implementation=True, guard=NORM_GUARD,
+    forbidden_ops=NORM_OPS, builtin=NORM_NAMES, preload=PRELOAD, own_implementation=True, guard=NORM_GUARD,
     target=["MyBatchNorm2d", "BatchNorm2dFunction", "MyLayerNorm", "MyGroupNorm"],
     probe_file=PROBE,
     spec=spec,

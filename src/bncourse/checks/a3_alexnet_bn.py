@@ -24,7 +24,7 @@ from pathlib import Path
 
 from coursekit.checks import AssignmentChecks, Check, field_of
 
-from bncourse.checks import NORM_NAMES, NORM_OPS, close, scenario_error
+from bncourse.checks import NORM_NAMES, NORM_OPS, PRELOAD, close, scenario_error
 
 PROBE = Path(__file__).with_name("a3_alexnet_bn_probe.py")
 
@@ -193,7 +193,7 @@ CHECKS = AssignmentChecks(
     reference=reference,
     notebook="alexnet_bn",
     # PyTorch's norm layers run untouched (using them is the exercise); their names are only recorded
-    forbidden_ops=NORM_OPS, builtin=NORM_NAMES,
+    forbidden_ops=NORM_OPS, builtin=NORM_NAMES, preload=PRELOAD,
     checks=[
         # implementation=False: here delegating to nn.BatchNorm is the exercise, not a fault
         Check("test_train_one_epoch", "train_one_epoch", _train, implementation=False),

@@ -52,7 +52,7 @@ from pathlib import Path
 
 from coursekit.checks import AssignmentChecks, Check, field_of
 
-from bncourse.checks import NORM_NAMES, NORM_OPS, scenario_error
+from bncourse.checks import NORM_NAMES, NORM_OPS, PRELOAD, scenario_error
 
 PROBE = Path(__file__).with_name("a4_hyperparameters_probe.py")
 NAMES = ("lr", "wd", "dropout", "momentum", "width", "depth", "batch", "optim", "eps", "scale", "warmup", "decay")
@@ -472,7 +472,7 @@ CHECKS = AssignmentChecks(
     reference=reference_with_spec,
     notebook="hyperparameters",
     # PyTorch's norm layers run untouched (using them is the exercise); their names are only recorded
-    forbidden_ops=NORM_OPS, builtin=NORM_NAMES,
+    forbidden_ops=NORM_OPS, builtin=NORM_NAMES, preload=PRELOAD,
     checks=[
         # implementation=False: nothing here is a normalisation layer that could be delegated
         Check("test_log_uniform_range", "log_uniform (interval i distribució)", _with_spec(_log_range),

@@ -54,7 +54,7 @@ from pathlib import Path
 
 from coursekit.checks import AssignmentChecks, Check, field_of
 
-from bncourse.checks import NORM_NAMES, NORM_OPS, close, scenario_error
+from bncourse.checks import NORM_NAMES, NORM_OPS, PRELOAD, close, scenario_error
 
 PROBE = Path(__file__).with_name("a5_modern_architectures_probe.py")
 
@@ -453,7 +453,7 @@ CHECKS = AssignmentChecks(
     reference=reference,
     notebook="modern_architectures",
     # PyTorch's norm layers run untouched (using them is the exercise); their names are only recorded
-    forbidden_ops=NORM_OPS, builtin=NORM_NAMES,
+    forbidden_ops=NORM_OPS, builtin=NORM_NAMES, preload=PRELOAD,
     checks=[
         # implementation=False: the built-in layers are the exercise here, not delegation
         Check("test_block_structure", "BasicBlock (noms, tipus i formes)", _structure, implementation=False),

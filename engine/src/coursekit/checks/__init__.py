@@ -74,6 +74,9 @@ class AssignmentChecks:
     own_implementation: bool = False
     # kernels disabled while the student's code runs; None: the library runs untouched
     guard: KernelGuard | None = None
+    # modules the given code imports, imported in the child before the student's code runs (their
+    # start-up threads and processes are the course's, not the submission's)
+    preload: tuple[str, ...] = ()
 
     @property
     def probe_source(self) -> str:

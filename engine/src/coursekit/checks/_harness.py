@@ -12,7 +12,9 @@ references; nothing computed here is believed.
 Request: {"cells": [source, ...], "probe": source defining SCENARIOS,
 "target": class name, "spec": {scenario: inputs}, "cell_timeout": s,
 "scenario_timeout": s, "answer": file name, "guard_ops": regex or null,
-"guard_probe": one line of Python}.  Answer: {"cells": [{"error":
+"guard_probe": one line of Python, "preload": [module, ...]}.  Each scenario is
+called as ``scenario(target, torch, inputs)`` (``torch`` is None where PyTorch is
+not installed).  Answer: {"cells": [{"error":
 str|None}, ...], "probe": {scenario: {"error": str|None, ...measurements}},
 "ops": [aten op, ...], "guard": bool, "spawned": [str, ...], "threads": [int, int],
 "error": str|None}.
@@ -198,13 +200,13 @@ def _install_audit(spawned):
             setattr(module, name, counted(getattr(module, name)))
 
 
-def _preload():
+def _preload(names):
     """Import, before the audit starts, what the course's given code imports and what
     starts helpers on first use (matplotlib's font cache runs a subprocess and a
-    thread when it is built): those are the course's, not the student's."""
+    thread when it is built): those are the course's (``preload`` of the request), not
+    the student's."""
     import importlib
-    for name in ("matplotlib", "matplotlib.pyplot", "matplotlib.font_manager", "tqdm", "tqdm.auto",
-                 "torchvision"):
+    for name in names:
         try:
             importlib.import_module(name)
         except Exception:
@@ -276,11 +278,14 @@ def main(request):
     send = _answer_channel(request["answer"])
     dump = _serialiser()
     try:
-        import torch
-        from torch.utils._python_dispatch import TorchDispatchMode  # before any student code runs
+        try:
+            import torch
+            from torch.utils._python_dispatch import TorchDispatchMode  # before any student code runs
+        except ImportError:  # a course without PyTorch: no operators to trace, no kernels to guard
+            torch = TorchDispatchMode = None
 
-        class OpRecorder(TorchDispatchMode):
-            """Names of the aten operators dispatched while the probe runs."""
+        class OpRecorder(TorchDispatchMode or object):
+            """Names of the aten operators dispatched while the probe runs (none without PyTorch)."""
 
             def __init__(self):
                 super().__init__()
@@ -290,13 +295,22 @@ def main(request):
                 self.ops.add(str(func.name()))
                 return func(*args, **(kwargs or {}))
 
+            if TorchDispatchMode is None:
+                def __enter__(self):
+                    return self
+
+                def __exit__(self, *exc):
+                    return False
+
         probe_ns = {"__name__": "coursekit_probe"}
         exec(compile(request["probe"], "<probe>", "exec"), probe_ns)
         scenarios = probe_ns["SCENARIOS"]
         shell = get_ipython()  # noqa: F821 (the kernel's shell)
         guard_ops, guard_probe = request.get("guard_ops"), request.get("guard_probe") or ""
+        if guard_ops and torch is None:
+            raise RuntimeError("the course asks for a kernel guard, and PyTorch is not installed")
         guarded = _disable_kernels(torch, guard_ops) > 0 and _guard_works(torch, guard_probe) if guard_ops else None
-        _preload()
+        _preload(request.get("preload") or ())
         # Shell escapes (`!nvidia-smi`, `files = !ls`, common in Colab notebooks) become no-ops here: the
         # re-check needs the student's Python definitions, not their shell commands, and a refused process
         # would otherwise make an honest submission untrusted.  Code that calls subprocess itself still counts.
@@ -326,7 +340,8 @@ def main(request):
         wanted = request["target"]  # one class name, or several: then a {name: object} dict
         target = ({str(n): shell.user_ns.get(str(n)) for n in wanted} if isinstance(wanted, list)
                   else shell.user_ns.get(wanted))
-        torch.set_num_threads(1)  # tiny tensors: a thread pool only costs time
+        if torch is not None:
+            torch.set_num_threads(1)  # tiny tensors: a thread pool only costs time
         recorder = OpRecorder()
         answer["probe"], answer["scenario_ops"], all_ops = {}, {}, set()
         for name, scenario in scenarios.items():

@@ -48,20 +48,23 @@ class ChildResult:
 
 def run_student_code(cells: list[str], probe: str, target, spec: dict, *,
                      timeout: float = 90, cell_timeout: float = 30, scenario_timeout: float = 20,
-                     max_bytes: int = 8 << 20, config=None, guard=None) -> ChildResult:
+                     max_bytes: int = 8 << 20, config=None, guard=None,
+                     preload: tuple[str, ...] = ()) -> ChildResult:
     """Execute ``cells`` in a fresh sandboxed kernel, then each of the probe's
     ``SCENARIOS[name](target_class, torch, spec[name])`` there.
 
     ``config``: the traitlets config of the grading app (limits of
     ``SandboxKernelManager``); ``guard``: the library kernels to disable while the
-    code runs (a :class:`coursekit.checks.KernelGuard`, None for none)."""
+    code runs (a :class:`coursekit.checks.KernelGuard`, None for none); ``preload``: modules
+    imported before the student's code runs (the course's, see ``AssignmentChecks.preload``)."""
     start = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix="ck-trusted-"))  # the kernel's only writable folder
     try:
         request = {"harness": HARNESS.read_text(encoding="utf-8"), "cells": cells, "probe": probe,
                    "target": target, "spec": spec, "cell_timeout": cell_timeout,
                    "scenario_timeout": scenario_timeout, "answer": ANSWER,
-                   "guard_ops": guard.ops if guard else None, "guard_probe": guard.probe if guard else None}
+                   "guard_ops": guard.ops if guard else None, "guard_probe": guard.probe if guard else None,
+                   "preload": list(preload)}
         (folder / REQUEST).write_text(json.dumps(request), encoding="utf-8")
         # the answer channel: created and held open here, before any code of the kernel runs
         answer_path = folder / ANSWER

@@ -333,7 +333,7 @@ def moodle_export(course: Course, assignment: str, variants, dest_zip: Path, dam
         text = nbformat.writes(releases[stem]).encode()
         add(truncated, f"{stem}.ipynb", text[: len(text) // 2])
         script = person("broken_script", base + 1)
-        add(script, f"{stem}.ipynb", b"import torch\n\nclass MyBatchNorm1d:\n    pass\n")
+        add(script, f"{stem}.ipynb", b"import math\n\ndef answer(x):\n    return math.sqrt(x)\n")
         out["people"]["broken_truncated"], out["people"]["broken_script"] = truncated, script
         out["extras"]["broken_truncated"] = "truncated notebook JSON"
         out["extras"]["broken_script"] = "a .py script renamed .ipynb"

@@ -89,7 +89,7 @@ def plan_intake(root: Path, release: dict[str, Path], roster: Roster | None = No
                 others: dict[str, dict[str, Path]] | None = None, refused: list[dict] | None = None) -> Plan:
     """Decide, for every file under ``root`` (nbgrader's ``extracted/``), whether and where it is collected.
 
-    ``release`` maps notebook names (``batchnorm1d``) to the release notebooks of ``assignment``;
+    ``release`` maps notebook names (without ``.ipynb``) to the release notebooks of ``assignment``;
     ``others`` gives the other assignments' release notebooks the same way, so that a notebook of
     another assignment (under its own name or renamed to this one's) is recognised and not
     collected; ``refused`` lists the archives and entries the extractor would not unpack.

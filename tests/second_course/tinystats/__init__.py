@@ -1,0 +1,1 @@
+"""The tiny second course's content: its trusted re-checks and its generated submissions."""

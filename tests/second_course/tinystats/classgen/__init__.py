@@ -1,0 +1,1 @@
+"""Generated submissions of the tiny course (one catalogue per assignment)."""
