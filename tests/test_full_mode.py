@@ -160,7 +160,7 @@ def test_rehearsal_records_the_time_of_every_notebook_and_section(rehearsal):
         assert entry["seconds"] > 0 and entry["sections"]
         assert sum(s["seconds"] for s in entry["sections"]) <= entry["seconds"]
     sections = {s["section"]: s["seconds"] for s in result["notebooks"]["a3_alexnet_bn"]["sections"]}
-    assert sections["4.4 *Transfer learning* amb les convolucions congelades"] > 0
+    assert sections["4.4 Aprenentatge per transferència amb les convolucions congelades"] > 0
     assert not any("SOLUTION" in name for name in sections)
     table = (out / "times.md").read_text()
     assert "| **a2_batchnorm2d** | **total** |" in table and "3. Per què els lots petits perjudiquen BatchNorm" in table
