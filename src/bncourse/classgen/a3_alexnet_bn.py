@@ -16,11 +16,8 @@ answers ``answer_comparison``, ``answer_learning_rate``, ``answer_activations``,
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
-from coursekit.classgen import Variant, solution_source
-from bncourse.classgen import catalogue_course, edit_solution
-from coursekit.paths import Course
+from coursekit.classgen import Variant
+from bncourse.classgen import catalogue_solution, edit_solution, filled, with_edits
 from bncourse.classgen.a3_alexnet_bn_sources import (
     BN1D_AFTER_RELU, BN_AFTER_RELU, BN_ON_LOGITS, FREEZE_ALL_FEATURES, HARDCODED_IN_FEATURES, INIT_AFTER_LOAD,
     LOSS_AS_TENSOR, MEAN_OF_BATCH_MEANS, NOT_FROZEN, NO_BIAS_WITHOUT_BN, NO_EVAL_MODE, NO_NO_GRAD,
@@ -37,13 +34,8 @@ TESTS = ("test_features", "test_classifier", "test_alexnet_shape", "test_alexnet
          "test_train_one_epoch", "test_train_graphs", "test_evaluate")
 
 
-def _course() -> Course:
-    return catalogue_course(ASSIGNMENT)
-
-
-@lru_cache(maxsize=None)
 def solution(grade_id: str) -> str:
-    return solution_source(_course(), ASSIGNMENT, grade_id)
+    return catalogue_solution(ASSIGNMENT, grade_id)
 
 
 def edit(grade_id: str, *pairs: tuple[str, str]) -> str:
@@ -53,18 +45,12 @@ def edit(grade_id: str, *pairs: tuple[str, str]) -> str:
 
 def full(**answers: str) -> dict[str, str]:
     """Every answer cell filled: the solution, except the cells given here."""
-    out = {g: solution(g) for g in CODE_ANSWERS}
-    out.update(WRITTEN)
-    out.update(answers)
-    return out
+    return filled(ASSIGNMENT, CODE_ANSWERS, WRITTEN, **answers)
 
 
 def mistakes(*changes) -> dict[str, str]:
     """Answers with the given (grade_id, (old, new), ...) edits applied to the solution, cell by cell."""
-    by_cell: dict[str, list] = {}
-    for grade_id, *pairs in changes:
-        by_cell.setdefault(grade_id, []).extend(pairs)
-    return full(**{g: edit(g, *pairs) for g, pairs in by_cell.items()})
+    return with_edits(ASSIGNMENT, CODE_ANSWERS, WRITTEN, changes)
 
 
 def _variants() -> list[Variant]:

@@ -21,13 +21,10 @@ Answer cells: ``build_block`` (BasicBlock), ``build_resnet`` (make_resnet18),
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import nbformat
 
-from coursekit.classgen import Variant, solution_source
-from bncourse.classgen import catalogue_course, edit_solution
-from coursekit.paths import Course
+from coursekit.classgen import Variant
+from bncourse.classgen import catalogue_solution, edit_solution, filled, with_edits
 from bncourse.classgen.a5_modern_architectures_sources import (
     ALWAYS_FLOAT32, ALWAYS_PROJECTED, BN_KEPT_AFTER_FOLD, CONV_BIAS, DELEGATE_BLOCK, DELEGATE_FUSER,
     DELEGATE_FUSER_IMPORTED, DELEGATE_RESNET, DETECTS_TESTS, DOWNSAMPLE_WITHOUT_BN, EPS_OUTSIDE_SQRT,
@@ -48,13 +45,8 @@ TESTS = ("test_block_structure", "test_block_torchvision", "test_zero_init", "te
          "test_fold_resnet", "test_freeze_bn_stats", "test_freeze_bn_params")
 
 
-def _course() -> Course:
-    return catalogue_course(ASSIGNMENT)
-
-
-@lru_cache(maxsize=None)
 def solution(grade_id: str) -> str:
-    return solution_source(_course(), ASSIGNMENT, grade_id)
+    return catalogue_solution(ASSIGNMENT, grade_id)
 
 
 def edit(grade_id: str, *pairs: tuple[str, str]) -> str:
@@ -64,19 +56,13 @@ def edit(grade_id: str, *pairs: tuple[str, str]) -> str:
 
 def full(**answers: str) -> dict[str, str]:
     """Every answer cell filled: the solution, except the cells given here."""
-    out = {g: solution(g) for g in CODE_ANSWERS}
-    out.update(WRITTEN)
-    out.update(answers)
-    return out
+    return filled(ASSIGNMENT, CODE_ANSWERS, WRITTEN, **answers)
 
 
 def mistakes(*changes, **whole: str) -> dict[str, str]:
     """Answers with the given (grade_id, (old, new), ...) edits applied to the solution, cell by cell, and
     the cells in ``whole`` replaced entirely."""
-    by_cell: dict[str, list] = {}
-    for grade_id, *pairs in changes:
-        by_cell.setdefault(grade_id, []).extend(pairs)
-    return full(**{g: edit(g, *pairs) for g, pairs in by_cell.items()}, **whole)
+    return with_edits(ASSIGNMENT, CODE_ANSWERS, WRITTEN, changes, whole)
 
 
 def _variants() -> list[Variant]:
