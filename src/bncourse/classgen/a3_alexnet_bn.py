@@ -17,7 +17,8 @@ answers ``answer_comparison``, ``answer_learning_rate``, ``answer_activations``,
 from __future__ import annotations
 
 from coursekit.classgen import Variant
-from bncourse.classgen import catalogue_solution, edit_solution, filled, with_edits
+from bncourse.classgen import catalogue_course, catalogue_solution, edit_solution, filled, with_edits
+from coursekit.paths import Course
 from bncourse.classgen.a3_alexnet_bn_sources import (
     BN1D_AFTER_RELU, BN_AFTER_RELU, BN_ON_LOGITS, FREEZE_ALL_FEATURES, HARDCODED_IN_FEATURES, INIT_AFTER_LOAD,
     LOSS_AS_TENSOR, MEAN_OF_BATCH_MEANS, NOT_FROZEN, NO_BIAS_WITHOUT_BN, NO_EVAL_MODE, NO_NO_GRAD,
@@ -32,6 +33,10 @@ WRITTEN_ANSWERS = ("answer_comparison", "answer_learning_rate", "answer_activati
 # Test cells (grade_id) of the notebook, in order.
 TESTS = ("test_features", "test_classifier", "test_alexnet_shape", "test_alexnet_freeze",
          "test_train_one_epoch", "test_train_graphs", "test_evaluate")
+
+
+def _course() -> Course:
+    return catalogue_course(ASSIGNMENT)
 
 
 def solution(grade_id: str) -> str:

@@ -24,7 +24,8 @@ from __future__ import annotations
 import nbformat
 
 from coursekit.classgen import Variant
-from bncourse.classgen import catalogue_solution, edit_solution, filled, with_edits
+from bncourse.classgen import catalogue_course, catalogue_solution, edit_solution, filled, with_edits
+from coursekit.paths import Course
 from bncourse.classgen.a5_modern_architectures_sources import (
     ALWAYS_FLOAT32, ALWAYS_PROJECTED, BN_KEPT_AFTER_FOLD, CONV_BIAS, DELEGATE_BLOCK, DELEGATE_FUSER,
     DELEGATE_FUSER_IMPORTED, DELEGATE_RESNET, DETECTS_TESTS, DOWNSAMPLE_WITHOUT_BN, EPS_OUTSIDE_SQRT,
@@ -43,6 +44,10 @@ WRITTEN_ANSWERS = ("answer_zero_init", "answer_folding", "answer_freeze", "answe
 # Test cells (grade_id) of the notebook, in order.
 TESTS = ("test_block_structure", "test_block_torchvision", "test_zero_init", "test_resnet18", "test_fold_bn",
          "test_fold_resnet", "test_freeze_bn_stats", "test_freeze_bn_params")
+
+
+def _course() -> Course:
+    return catalogue_course(ASSIGNMENT)
 
 
 def solution(grade_id: str) -> str:
