@@ -181,14 +181,14 @@ def test_killed_worker_costs_a_retry_not_a_grade(graded, cluster):
 def test_worker_without_sandbox_refuses(tmp_path, monkeypatch):
     """A worker whose sandbox cannot start refuses the task with the reason; it never grades."""
     monkeypatch.setenv("COURSEKIT_BWRAP", str(tmp_path / "no-bwrap"))
-    monkeypatch.setattr(dask_grading, "_sandbox_verdict", {})
+    monkeypatch.setattr(dask_grading.worker, "_sandbox_verdict", {})
     spec = {"sandboxed": True, "run_id": "x", "assignment": A, "student": "s"}
     with pytest.raises(dask_grading.SandboxRefused) as caught:
         dask_grading.grade_task(spec, None, b"")
     assert "sandbox" in str(caught.value) and caught.value.reason
     monkeypatch.setenv("COURSEKIT_BWRAP", "")
     monkeypatch.setenv("COURSEKIT_SANDBOX", "off")
-    monkeypatch.setattr(dask_grading, "_sandbox_verdict", {})
+    monkeypatch.setattr(dask_grading.worker, "_sandbox_verdict", {})
     with pytest.raises(dask_grading.SandboxRefused, match="COURSEKIT_SANDBOX=off"):
         dask_grading.grade_task(spec, None, b"")
 

@@ -34,3 +34,22 @@ def edit_solution(assignment: str, grade_id: str, *pairs: tuple[str, str]) -> st
     """The solution of an answer cell with each ``old`` text replaced by ``new`` (each exactly once)."""
     return edit_source(catalogue_solution(assignment, grade_id), *pairs,
                        where=f"the solution of {grade_id} (src/bncourse/classgen/{assignment}.py)")
+
+
+def filled(assignment: str, code_answers, written: dict, **answers: str) -> dict[str, str]:
+    """Every answer cell of a catalogue filled: the solution of each code answer and the written
+    answers, except the cells given here."""
+    out = {g: catalogue_solution(assignment, g) for g in code_answers}
+    out.update(written)
+    out.update(answers)
+    return out
+
+
+def with_edits(assignment: str, code_answers, written: dict, changes, whole: dict | None = None) -> dict[str, str]:
+    """Answers with the given ``(grade_id, (old, new), ...)`` edits applied to the solution, cell by
+    cell, and the cells in ``whole`` replaced entirely; every other cell as in :func:`filled`."""
+    by_cell: dict[str, list] = {}
+    for grade_id, *pairs in changes:
+        by_cell.setdefault(grade_id, []).extend(pairs)
+    return filled(assignment, code_answers, written,
+                  **{g: edit_solution(assignment, g, *pairs) for g, pairs in by_cell.items()}, **(whole or {}))

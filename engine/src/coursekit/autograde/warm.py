@@ -56,5 +56,5 @@ class WarmKernels:
 
 def sandbox_disabled() -> bool:
     """``COURSEKIT_SANDBOX=off``: kernels run unsandboxed, so there is no warm server to fork from."""
-    from coursekit.sandbox.manager import disabled
+    from coursekit.sandbox.spec import disabled
     return disabled()

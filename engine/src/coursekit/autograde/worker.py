@@ -29,7 +29,7 @@ from pathlib import Path
 from coursekit.cells import grade_id
 from coursekit.gradebook import extract_from
 
-# Environment variable naming the warm kernel server's socket (coursekit.sandbox.manager).
+# Environment variable naming the warm kernel server's socket (coursekit.sandbox.spec).
 WARM_VARIABLE = "COURSEKIT_WARM_KERNELS"
 # Name nbgrader gives the error of a cell it interrupted (Execute.error_on_timeout).
 CELL_TIMEOUT_ENAME = "CellTimeoutError"

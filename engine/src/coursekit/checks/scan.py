@@ -32,169 +32,26 @@ Findings come in four kinds:
 
 The first two, in the cells that run before the checked test cells, cost the
 implementation points; the others are recorded for the report.
+
+This module is the AST walk; the rule tables it applies (and ``Finding``,
+``BuiltinNames``) are in ``scan_rules``, which lines count as the student's in
+``student_lines``.  Every name stays importable from here.
 """
 from __future__ import annotations
 
 import ast
-import difflib
-import re
-from dataclasses import dataclass
 
-COSTLY = ("delegation", "evasion")
+from .scan_rules import (ATTR_CALLS, COSTLY, DANGEROUS_ATTRS, DANGEROUS_NAMES, DEFAULT_MODULE_ALIASES,
+                         EVASION_ATTRS, EVASION_CALLS, EVASION_MODULES, EVASION_TORCH, HARMLESS_SETTINGS,
+                         HIDING_MAGICS, HIDING_SHELL, INDIRECT, IPYTHON_SPECIFIC, IPYTHON_TAMPER, LOOKUPS,
+                         MAGIC_RUNNERS, NONE, PATH_RE, SHELL_GETTERS, SHELL_RUNNERS, SUSPICIOUS_ATTRS,
+                         SUSPICIOUS_MODULES, SYS_TAMPER, TAMPER_MODULES, TAMPER_NAMES, TIME_CELL_MAGICS,
+                         WRITES_FILES, BuiltinNames, Finding)
+from .student_lines import grade_id, is_answer_cell, is_locked, is_test_cell, student_lines
 
-
-@dataclass(frozen=True)
-class BuiltinNames:
-    """What naming the library's own version of the exercise looks like (the course says)."""
-    names: re.Pattern     # an attribute, function or imported name (one dotted part)
-    modules: re.Pattern   # a module imported
-    bases: tuple[str, ...] = ()  # base classes (a substring of the dotted name)
-
-    def name(self, text: str) -> bool:
-        return bool(self.names.match(text))
-
-
-NONE = BuiltinNames(names=re.compile(r"(?!)"), modules=re.compile(r"(?!)"))
-
-EVASION_CALLS = {"eval", "exec", "compile", "__import__", "globals", "vars", "breakpoint"}
-ATTR_CALLS = {"getattr", "setattr", "delattr", "hasattr"}
-# Modules that load or run code out of sight, or run it in another thread or
-# process (where the probe's per-thread op trace does not look).
-EVASION_MODULES = {"importlib", "ctypes", "inspect", "gc", "marshal", "types", "pickle", "dill",
-                   "cffi", "code", "codeop", "runpy", "cloudpickle", "zipimport", "operator",
-                   "threading", "_thread", "concurrent", "multiprocessing", "pydoc", "pkgutil", "imp",
-                   "copyreg", "asyncio", "sched", "subprocess"}
-EVASION_TORCH = {"_C", "ops", "library", "overrides", "_dynamo", "_ops", "_refs", "_decomp", "_prims", "jit",
-                 "compile", "fx", "export", "_inductor", "func", "multiprocessing"}
-# functions that turn a name (a string) into the object it names, whatever module they come from
-LOOKUPS = {"locate", "import_module", "resolve_name", "attrgetter", "methodcaller", "find_spec", "find_module",
-           "spec_from_file_location", "spec_from_loader", "module_from_spec", "exec_module", "load_module",
-           "reload", "getattr_static", "__getattribute__", "__getattr__", "get_function", "_getframe",
-           "currentframe", "_current_frames", "get_objects", "get_referrers", "get_referents"}
-# cell and line magics that run code this reading cannot see (other files, other languages)
-HIDING_MAGICS = {"writefile", "file", "script", "bash", "sh", "python", "python2", "python3", "pypy", "perl",
-                 "ruby", "system", "sx", "run", "load", "loadpy", "macro", "load_ext", "reload_ext", "autoreload",
-                 "aimport", "sc", "store", "px", "cython", "rerun", "recall", "edit"}
-# IPython attributes that only serve to change how cells run or how errors show, on any object
-IPYTHON_SPECIFIC = {"input_transformers_cleanup", "input_transformers_post", "input_transformer_manager",
-                    "ast_transformers", "showtraceback", "_showtraceback", "showsyntaxerror", "set_custom_exc",
-                    "custom_exceptions", "run_cell", "run_cell_async", "run_ast_nodes", "run_code",
-                    "register_magic_function", "InteractiveTB", "SyntaxTB", "transform_cell", "prefilter_manager"}
-SHELL_RUNNERS = {"system", "system_piped", "system_raw", "getoutput"}
-MAGIC_RUNNERS = {"run_line_magic", "run_cell_magic", "magic", "safe_execfile", "safe_execfile_ipy",
-                 "safe_run_module", "ex", "ev"} | SHELL_RUNNERS
-HIDING_SHELL = re.compile(r"(?i)python|\.py\b|\bexec\b|>|\btee\b|\bcp\b|\bcurl\b|\bwget\b")
-# the student's code writes files (where a module of its own could come from)
-WRITES_FILES = re.compile(r"%%(writefile|file)\b|\bopen\s*\(|write_text|write_bytes|copyfile|shutil\.|"
-                          r"\.py\b|\bcp\s|>>?\s*\S")
-# ways to reach IPython's shell object
-SHELL_GETTERS = {"get_ipython", "InteractiveShell", "get_ipython()"}
-# builtins that, passed around as values, do what the flagged calls do
-INDIRECT = {"getattr", "setattr", "delattr", "eval", "exec", "compile", "__import__", "vars", "globals"}
-DANGEROUS_ATTRS = {"__subclasses__", "__bases__", "__base__", "__mro__", "__globals__", "__builtins__",
-                   "__code__", "__closure__", "__dict__", "__getattribute__", "__import__", "__loader__",
-                   "__spec__", "__reduce__", "__reduce_ex__", "__torch_dispatch__", "__torch_function__",
-                   "f_back", "f_globals", "f_locals", "f_builtins", "gi_frame", "tb_frame", "cr_frame"}
-DANGEROUS_NAMES = {"__builtins__", "__import__", "__loader__", "__spec__"}
-
-IPYTHON_TAMPER = {"input_transformers_cleanup", "input_transformers_post", "input_transformer_manager",
-                  "ast_transformers", "showtraceback", "_showtraceback", "showsyntaxerror", "set_custom_exc",
-                  "custom_exceptions", "events", "displayhook", "display_pub", "run_cell", "run_cell_async",
-                  "run_ast_nodes", "run_code", "register_magic_function", "kernel", "excepthook",
-                  "InteractiveTB", "SyntaxTB", "user_ns", "user_global_ns", "compile", "transform_cell",
-                  "prefilter_manager", "ex", "ev"}
-SYS_TAMPER = {"modules", "settrace", "setprofile", "excepthook", "displayhook", "stdout", "stderr",
-              "meta_path", "path_hooks", "addaudithook", "_getframe", "setrecursionlimit"}
-TAMPER_NAMES = {"clear_output", "showtraceback"}
-TAMPER_MODULES = {"builtins", "unittest.mock", "mock", "sitecustomize"}
-
-SUSPICIOUS_MODULES = {"socket", "ssl", "urllib", "http", "requests", "httpx", "aiohttp", "ftplib", "smtplib",
-                      "telnetlib", "subprocess", "signal", "resource", "sqlite3", "shutil",
-                      "glob", "pty", "fcntl", "mmap", "psutil", "atexit", "pathlib", "tempfile",
-                      "webbrowser", "paramiko", "nbgrader", "jupyter_client", "zmq"}
-# starting another process: what runs there escapes the probe's op trace
-EVASION_ATTRS = {"fork", "forkpty", "posix_spawn", "posix_spawnp", "spawnl", "spawnv", "spawnve", "system", "popen",
-                 "execv", "execve", "execl", "execlp", "execvp", "execvpe"}
-SUSPICIOUS_ATTRS = {"kill", "killpg", "_exit", "abort", "getppid",
-                    "setsid", "environ", "environb", "getenv", "putenv", "unsetenv", "listdir", "scandir",
-                    "walk", "remove", "unlink", "rmdir", "removedirs", "rename", "renames", "replace",
-                    "chmod", "chown", "chdir", "symlink", "link", "truncate", "rmtree", "signal",
-                    "setrlimit", "connect", "create_connection", "urlopen", "pidfd_open",
-                    "sched_setaffinity", "nice", "read_bytes", "read_text", "write_text", "write_bytes",
-                    "iterdir", "rglob", "home", "cwd", "expanduser"}
-PATH_RE = re.compile(r"(?i)(^/|^~|\.\.|gradebook|\.db$|(^|/)(source|submitted|autograded|release|feedback)(/|$)"
-                     r"|/proc|/etc|/root|/home|nbgrader_config)")
-DEFAULT_MODULE_ALIASES = {"torch", "nn", "F", "np", "numpy", "builtins", "math", "sys", "os", "IPython",
-                          "plt", "matplotlib", "functional", "testing", "random", "tqdm", "torchvision"}
-# settings an honest notebook changes (determinism, plots): not patches
-HARMLESS_SETTINGS = ("torch.backends.", "plt.rcParams", "matplotlib.rcParams", "np.random.seed")
-TIME_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug"}
-
-
-@dataclass(frozen=True)
-class Finding:
-    kind: str   # delegation | evasion | tamper | suspicious
-    rule: str   # what was seen, e.g. "F.batch_norm", "eval", "patch torch.allclose"
-    cell: int   # index of the code cell in the notebook
-    line: int   # 1-based line in that cell
-    code: str   # the line itself, trimmed
-
-    def as_dict(self) -> dict:
-        return {"kind": self.kind, "rule": self.rule, "cell": self.cell, "line": self.line, "code": self.code}
-
-
-def is_test_cell(cell) -> bool:
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
-
-
-def is_answer_cell(cell) -> bool:
-    return cell.get("cell_type") == "code" and bool(cell.get("metadata", {}).get("nbgrader", {}).get("solution"))
-
-
-def grade_id(cell) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
-
-def is_locked(cell) -> bool:
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return bool(meta.get("locked")) and not meta.get("solution")
-
-
-def student_lines(nb, given=None) -> dict[int, set[int] | None]:
-    """For each non-test code cell: the 1-based lines the student wrote (None: all of them).
-
-    ``given``: the notebook(s) the student started from (release, source).  Locked
-    cells are given by definition: nbgrader restores them before execution."""
-    given = [] if given is None else given if isinstance(given, (list, tuple)) else [given]
-    by_id, texts = {}, set()
-    for reference in given:
-        for cell in reference.cells:
-            if cell.cell_type == "code":
-                texts.add(cell.source.strip())
-                if grade_id(cell) and grade_id(cell) not in by_id:
-                    by_id[grade_id(cell)] = cell.source
-    out: dict[int, set[int] | None] = {}
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or is_test_cell(cell):
-            continue
-        if is_locked(cell):
-            out[index] = set()
-            continue
-        if not given:
-            out[index] = None
-            continue
-        old = by_id.get(grade_id(cell)) if grade_id(cell) else None
-        if old is None:
-            out[index] = set() if cell.source.strip() in texts else None
-            continue
-        changed: set[int] = set()
-        matcher = difflib.SequenceMatcher(None, old.splitlines(), cell.source.splitlines(), autojunk=False)
-        for op, _, _, j1, j2 in matcher.get_opcodes():
-            if op in ("replace", "insert"):
-                changed.update(range(j1 + 1, j2 + 1))
-        out[index] = changed
-    return out
+# What the scan has always offered (trusted.py, the course's checks and the tests import it from here).
+__all__ = ["scan_notebook", "scan_source", "module_aliases", "Finding", "BuiltinNames", "NONE", "COSTLY",
+           "DEFAULT_MODULE_ALIASES", "grade_id", "is_answer_cell", "is_locked", "is_test_cell", "student_lines"]
 
 
 def module_aliases(nb) -> set[str]:

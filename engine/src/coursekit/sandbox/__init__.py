@@ -27,7 +27,10 @@ If the sandbox cannot be built the kernel does not start and the error says
 why (fail closed).  ``COURSEKIT_SANDBOX=off`` runs kernels unsandboxed, with a
 warning, for development only.
 
-Modules: ``_enter`` (stdlib-only sandbox entry, also the cold launcher),
+Modules: ``_enter`` (stdlib-only sandbox entry, also the cold launcher; one
+self-contained script, run as ``python -I -S _enter.py``), ``spec`` (what one
+sandbox is: environment, mounts, limits), ``launch`` (the provisioner: cold and
+warm start, teardown), ``output`` (the client side: bounded output),
 ``manager`` (the jupyter_client kernel manager and nbgrader preprocessor),
 ``forkserver`` (warm kernels: ``warm_kernels()``), ``check`` (``coursekit
 sandbox-check`` and start-up measurements).

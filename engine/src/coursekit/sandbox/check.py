@@ -68,7 +68,7 @@ def make_scratch_course(base: Path) -> dict:
 def _bound_under(folder: str) -> set[str]:
     """Names directly inside ``folder`` that the sandbox shows because a
     read-only path (the Python installation) lies below them."""
-    from .manager import python_paths
+    from .spec import python_paths
 
     folder = os.path.realpath(folder)
     return {p[len(folder) + 1:].split("/")[0] for p in python_paths([sys.executable])

@@ -37,7 +37,7 @@ import tempfile
 import time
 
 from . import _enter
-from .manager import PER_KERNEL_ENV, WARM_VARIABLE, kernel_env
+from .spec import PER_KERNEL_ENV, WARM_VARIABLE, kernel_env
 
 # What the zygote imports: first what every kernel imports while it starts
 # (the environment variables these set are given to each warm kernel, as a
