@@ -135,12 +135,23 @@ RUN_TIME = {
                "s'ha tornat a mesurar. {slower}",
 }
 
+# The student guide's texts in notebooks/, its run-time placeholder, and the roles (and cell ids) of the cells
+# it adds (coursekit.student_guide.StudentGuide).
+GUIDE = {
+    "before_file": "abans_de_comencar.md",
+    "handin_file": "comprovacio_i_entrega.md",
+    "times_placeholder": "{temps_mode_complet}",
+    "role_before": "abans-de-comencar",
+    "role_handin": "comprovacio-i-entrega",
+    "role_self_check": "comprovacio-final",
+}
+
 # The Colab form title of the cells that carry shared code (coursekit.nbshared.TITLE; braces doubled).
 SHARED_TITLE = '# @title Codi comú del curs: {filename} (executeu-la; no cal obrir-la) {{ display-mode: "form" }}'
 
 # The public mirror's README for students (coursekit.publish.StudentReadme).
 README_TITLE = "Batch Normalization amb PyTorch — pràctiques"
-README_INTRO = ("Obre cada pràctica a Colab amb el seu botó, i **desa'n una còpia al teu Drive** abans de "
+README_INTRO = ("Obriu cada pràctica a Colab amb el seu botó, i **deseu-ne una còpia al vostre Drive** abans de "
                 "començar (*Fitxer → Desa una còpia a Drive*). Cada quadern explica com lliurar-lo.")
 README_BADGE = "Obre a Colab"
 
@@ -155,6 +166,8 @@ def configure(c) -> None:
     c.EvidenceWords.words = dict(EVIDENCE)      # (KeepSubmittedOutputs and ShowSubmittedOutputs)
     c.StudentGuide.self_check = dict(SELF_CHECK)
     c.StudentGuide.run_time = dict(RUN_TIME)
+    for name, value in GUIDE.items():
+        setattr(c.StudentGuide, name, value)
     c.SharedCells.title = SHARED_TITLE
     c.StudentReadme.title = README_TITLE
     c.StudentReadme.intro = README_INTRO

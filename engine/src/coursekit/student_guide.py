@@ -6,12 +6,12 @@ hidden tests).  It adds to each release notebook:
 
 - right after the Colab badge, the "before you start" text (save a copy to
   Drive, pick a GPU runtime, what to do after a disconnect), read from
-  ``notebooks/abans_de_comencar.md``; its ``{temps_mode_complet}`` line says
+  ``notebooks/<before_file>``; its ``<times_placeholder>`` line says
   how long that notebook's full mode took when measured on a GPU machine
   (``notebooks/full_mode_times.json``, written by ``coursekit time-full-mode``),
   as this notebook's time while its code is the one measured, as an earlier
   version's once the code has changed (:mod:`coursekit.codeprint`);
-- at the end, the "self-check and hand-in" text (``notebooks/comprovacio_i_entrega.md``)
+- at the end, the "self-check and hand-in" text (``notebooks/<handin_file>``)
   and a self-check code cell.  The self-check re-runs the *visible* part of
   every autograded test cell of that release notebook, each in a copy of the
   student's namespace with its output captured, and prints one line per
@@ -41,13 +41,16 @@ from traitlets import Dict, Unicode
 
 from coursekit.codeprint import file_fingerprint
 
-ROLE_BEFORE = "abans-de-comencar"
-ROLE_HANDIN_TEXT = "comprovacio-i-entrega"
-ROLE_SELF_CHECK = "comprovacio-final"
-BEFORE_FILE = "abans_de_comencar.md"
+# The guide's names, English unless the course names them itself (StudentGuide's traits of the same
+# names, lower case): the roles of the cells it adds (also their cell ids: coursekit metadata "role"),
+# its two texts in the course's notebooks/ folder, and the placeholder of the run-time line in the first.
+ROLE_BEFORE = "before-you-start"
+ROLE_HANDIN_TEXT = "self-check-and-hand-in"
+ROLE_SELF_CHECK = "final-self-check"
+BEFORE_FILE = "before_you_start.md"
 TIMES_FILE = "full_mode_times.json"
-TIMES_PLACEHOLDER = "{temps_mode_complet}"
-HANDIN_FILE = "comprovacio_i_entrega.md"
+TIMES_PLACEHOLDER = "{full_mode_time}"
+HANDIN_FILE = "self_check_and_hand_in.md"
 
 # The self-check's code, after the table of parts.  Kept small and without
 # dependencies beyond the standard library and IPython, as Colab ships them.
@@ -223,6 +226,13 @@ class StudentGuide(NbGraderPreprocessor):
                                        "coursekit.student_guide.SELF_CHECK)").tag(config=True)
     run_time = Dict(RUN_TIME, help="the run-time sentence of the before-you-start text (keys of "
                                    "coursekit.student_guide.RUN_TIME)").tag(config=True)
+    before_file = Unicode(BEFORE_FILE, help="the before-you-start text, in the folder").tag(config=True)
+    handin_file = Unicode(HANDIN_FILE, help="the self-check and hand-in text, in the folder").tag(config=True)
+    times_placeholder = Unicode(TIMES_PLACEHOLDER, help="what the run-time line replaces in the "
+                                                        "before-you-start text").tag(config=True)
+    role_before = Unicode(ROLE_BEFORE, help="role (and cell id) of the before-you-start cell").tag(config=True)
+    role_handin = Unicode(ROLE_HANDIN_TEXT, help="role (and cell id) of the hand-in text cell").tag(config=True)
+    role_self_check = Unicode(ROLE_SELF_CHECK, help="role (and cell id) of the self-check cell").tag(config=True)
 
     def _text(self, filename: str) -> str:
         from nbgrader.coursedir import CourseDirectory
@@ -244,19 +254,19 @@ class StudentGuide(NbGraderPreprocessor):
 
         coursedir = CourseDirectory(config=self.config)
         folder = Path(coursedir.root) / self.folder
-        if not any((folder / f).is_file() for f in (BEFORE_FILE, HANDIN_FILE)):
+        if not any((folder / f).is_file() for f in (self.before_file, self.handin_file)):
             return nb, resources  # a course without a student guide (nbgrader's own test courses)
         minor = nb.get("nbformat_minor", 0)
-        nb.cells = [c for c in nb.cells if _role(c) not in (ROLE_BEFORE, ROLE_HANDIN_TEXT, ROLE_SELF_CHECK)]
+        nb.cells = [c for c in nb.cells if _role(c) not in (self.role_before, self.role_handin, self.role_self_check)]
         times_path = folder / TIMES_FILE
         times = json.loads(times_path.read_text(encoding="utf-8")) if times_path.is_file() else {}
         assignment = resources.get("nbgrader", {}).get("assignment", "")
         line = time_line(times, assignment, self._source_fingerprint(coursedir, assignment, resources),
                          self.run_time)
-        before_text = self._text(BEFORE_FILE).replace(TIMES_PLACEHOLDER, line).rstrip("\n")
-        before = _new_cell("markdown", before_text, ROLE_BEFORE, minor)
+        before_text = self._text(self.before_file).replace(self.times_placeholder, line).rstrip("\n")
+        before = _new_cell("markdown", before_text, self.role_before, minor)
         at = 1 if nb.cells and _role(nb.cells[0]) == "colab-badge" else 0
         nb.cells.insert(at, before)
-        nb.cells.append(_new_cell("markdown", self._text(HANDIN_FILE), ROLE_HANDIN_TEXT, minor))
-        nb.cells.append(_new_cell("code", self_check_source(nb, self.self_check), ROLE_SELF_CHECK, minor))
+        nb.cells.append(_new_cell("markdown", self._text(self.handin_file), self.role_handin, minor))
+        nb.cells.append(_new_cell("code", self_check_source(nb, self.self_check), self.role_self_check, minor))
         return nb, resources
