@@ -268,3 +268,22 @@ def test_publish_refuses_leaks_wrong_mirrors_and_the_course_itself(tmp_path):
                            str(tmp_path / "mirror")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "git add -A" in proc.stdout
+
+
+def test_the_engine_self_check_without_the_course_words_speaks_english_and_runs(monkeypatch):
+    """The engine's own self-check (no course words): English, and it runs; in an empty namespace every
+    part reports what is missing and none passes."""
+    import contextlib
+    import io
+
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    nb = _release("a1_batchnorm1d")
+    source = student_guide.self_check_source(nb)
+    assert source.startswith(student_guide.SELF_CHECK["title"]) and "_ANSWERS = [" in source
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(source, "<self-check>", "exec"), {})
+    report = out.getvalue()
+    assert "Visible checks passed: 0 of" in report and "✔" not in report, report[-500:]
+    assert "- something is missing:" in report or "✘" in report
+    assert "Written answers (marked by the teachers" in report
