@@ -15,8 +15,9 @@ hidden tests).  It adds to each release notebook:
   and a self-check code cell.  The self-check re-runs the *visible* part of
   every autograded test cell of that release notebook, each in a copy of the
   student's namespace with its output captured, and prints one line per
-  graded part (the course's words: ``StudentGuide.self_check``): passes, still blank, or the first line of what failed.  It then
-  lists the written answers, which only a person can grade.
+  graded part (in the course's words: ``StudentGuide.self_check``): passes,
+  still blank, or the first line of what failed.  It then lists the written
+  answers, which only a person can grade.
 
 The texts are course content and live beside the shared code in ``notebooks/``;
 since they are inserted at generation time, every release carries the current
@@ -128,7 +129,8 @@ RUN_TIME = {
 }
 
 
-def _describe(source: str, prefixes=tuple(SELF_CHECK["test_prefixes"]), fallback: str = SELF_CHECK["no_description"]) -> str:
+def _describe(source: str, prefixes=tuple(SELF_CHECK["test_prefixes"]),
+              fallback: str = SELF_CHECK["no_description"]) -> str:
     """What the part checks: the test cell's leading comment, without its "Test" prefix (``prefixes``), to its
     first sentence (``fallback`` when there is none)."""
     comment = []
