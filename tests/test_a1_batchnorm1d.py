@@ -119,6 +119,10 @@ def test_shared_cells_are_titled_colab_forms(tmp_path):
     assert path in nbshared.sync(course)
     synced = classgen.cell_by_grade_id(_read(path), "shared_course_utils").source
     assert synced == nbshared.expected_source(course, "course_utils.py") and synced.startswith("# @title ")
+    # the title in the course's words, read from its nbgrader_config.py (the engine's own are English)
+    from bncourse.messages import SHARED_TITLE
+    assert synced.split("\n", 1)[0] == SHARED_TITLE.format(filename="course_utils.py")
+    assert nbshared.TITLE.format(filename="x.py").split("\n", 1)[0] != SHARED_TITLE.format(filename="x.py")
 
 
 def test_hidden_guard_is_identical_in_every_test_cell():

@@ -1,8 +1,10 @@
 """One Catalan voice in everything a student reads (glossary: notebooks/README.md).
 
 Scanned: the Markdown cells of every release notebook, the comments and string literals of their code
-cells, the student guide texts and the shared code in notebooks/, and the string literals of the engine
-modules whose messages reach students (the checks, the evidence label, the self-check).  Code spans
+cells, the student guide texts and the shared code in notebooks/, and the string literals of the course's
+package whose words reach students (its messages for the engine, its checks).  The engine itself
+speaks no Catalan: its strings hold none, and its components' default words are English; the course
+gives its words through its nbgrader_config.py (``bncourse.messages.configure``).  Code spans
 (`...`), italic glosses in parentheses «(*batch*)» and identifiers are not prose and are skipped.
 """
 from __future__ import annotations
@@ -40,14 +42,13 @@ _NOT_PROSE = [
 # variants count: the English words batch / learning rate are legitimate there.
 ENGINE_BANNED = {p: w for p, w in BANNED.items() if "batch" not in p and "learning" not in p}
 # Where Catalan words for students live in Python: the course's package (its messages for the engine,
-# its checks' details) and whatever of the engine still writes student-facing text.
+# its checks' details).
 CODE_FILES = ["src/bncourse/messages.py", "src/bncourse/checks/__init__.py",
               "src/bncourse/checks/a1_batchnorm1d.py", "src/bncourse/checks/a2_batchnorm2d.py",
               "src/bncourse/checks/a3_alexnet_bn.py", "src/bncourse/checks/a4_hyperparameters.py",
               "src/bncourse/checks/a4_hyperparameters_probe.py", "src/bncourse/checks/a5_modern_architectures.py",
-              "src/bncourse/checks/a5_modern_architectures_probe.py",
-              "engine/src/coursekit/evidence.py", "engine/src/coursekit/student_guide.py",
-              "engine/src/coursekit/checks/scan.py", "engine/src/coursekit/checks/_harness.py"]
+              "src/bncourse/checks/a5_modern_architectures_probe.py"]
+# (the engine writes no Catalan of its own: tests/test_course_utils.py checks that its strings hold none)
 
 
 def _prose(text: str) -> str:
@@ -122,3 +123,104 @@ def test_the_glossary_test_catches_each_variant_and_spares_code_and_glosses():
         assert not _violations("x", sample), sample
     assert not _violations("x", _code_text("batch_size = 64  # mida del lot\nx_batch = 1"))
     assert _violations("x", _code_text('print("la teva xarxa")'))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the engine speaks no Catalan of its own
+
+ENGINE = REPO / "engine" / "src" / "coursekit"
+CATALAN_LETTERS = re.compile(r"[àèéíòóúïüç·ÀÈÉÍÒÓÚÏÜÇ]")
+CATALAN_WORDS = re.compile(r"\b(?:quaderns?|sortides|vostr[ea]s?|executeu|comprovaci[oó]|pràctiques?|"
+                           r"cel·les?|Prova|lliurar-lo)\b")
+# Where the engine may hold Catalan: the patterns that recognise what Moodle and Colab name in the
+# students' languages (collect/names.py, collect/roster.py), and the synthetic classes of classgen/damage.py,
+# which imitate such a class (students' names with diacritics, Colab's "Còpia de" renames, a text typed in
+# Moodle).  None of them is a word the engine writes for students.
+RECOGNITION = {"collect/names.py", "collect/roster.py", "classgen/damage.py"}
+
+
+def _strings(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every string literal (docstrings included) of Python code."""
+    out = []
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.STRING or tok.type == getattr(tokenize, "FSTRING_MIDDLE", -1):
+            out.append((tok.start[0], tok.string))
+    return out
+
+
+def test_the_engine_strings_hold_no_catalan():
+    found = []
+    for path in sorted(ENGINE.rglob("*.py")):
+        rel = path.relative_to(ENGINE).as_posix()
+        if rel in RECOGNITION:
+            continue
+        for line, text in _strings(path.read_text(encoding="utf-8")):
+            if CATALAN_LETTERS.search(text) or CATALAN_WORDS.search(text):
+                found.append(f"{rel}:{line}: {text[:100]!r}")
+    assert not found, "Catalan in the engine (give it to the course: src/bncourse/messages.py):\n" + "\n".join(found)
+    # (the scan can fail: the course's own words would be found)
+    messages = (REPO / "src" / "bncourse" / "messages.py").read_text(encoding="utf-8")
+    assert sum(bool(CATALAN_LETTERS.search(t)) for _, t in _strings(messages)) >= 20
+
+
+def _components(config):
+    """{(component, trait): its value} for every engine word a student reads, built with ``config``."""
+    from coursekit.evidence import KeepSubmittedOutputs, ShowSubmittedOutputs
+    from coursekit.inert import InertAutogradedOutputs, InertOutputs
+    from coursekit.nbshared import SharedCells
+    from coursekit.publish import StudentReadme
+    from coursekit.repair import RepairSubmission
+    from coursekit.sandbox import SandboxKernelManager
+    from coursekit.student_guide import StudentGuide
+    from coursekit.trusted import MESSAGES, TrustedChecks
+
+    traits = {TrustedChecks: ("messages", "error_name"), SandboxKernelManager: ("output_notices",),
+              RepairSubmission: ("stub_note",), InertOutputs: ("removed_note",),
+              InertAutogradedOutputs: ("removed_note",), KeepSubmittedOutputs: ("words",),
+              ShowSubmittedOutputs: ("words",), StudentGuide: ("self_check", "run_time"),
+              SharedCells: ("title",), StudentReadme: ("title", "intro", "badge_text")}
+    words = {}
+    for cls, names in traits.items():
+        component = cls(config=config)
+        for name in names:
+            words[cls.__name__, name] = getattr(component, name)
+    # (TrustedChecks.messages holds the course's words only: the English ones fill the keys it leaves out)
+    words["TrustedChecks", "messages"] = {**MESSAGES, **words["TrustedChecks", "messages"]}
+    return words
+
+
+def _texts(value) -> list[str]:
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _texts(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _texts(v)]
+    return [value]
+
+
+def _fields(text: str) -> set[str]:
+    import string
+
+    return {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+
+
+def test_without_the_course_words_the_engine_speaks_english_and_the_course_gives_all_of_its_own():
+    from traitlets.config import Config
+
+    from coursekit.content import course_config
+
+    english = _components(Config())
+    catalan = _components(course_config(REPO))
+    for key, value in english.items():
+        for text in _texts(value):
+            assert not CATALAN_LETTERS.search(text) and not CATALAN_WORDS.search(text), (key, text[:100])
+        # the course sets every one of them, in Catalan, with the same format fields
+        assert catalan[key] != value, key
+        if isinstance(value, dict):
+            assert set(catalan[key]) == set(value), (key, set(value) ^ set(catalan[key]))
+            pairs = [(value[k], catalan[key][k]) for k in value if isinstance(value[k], str)]
+        else:
+            pairs = [(value, catalan[key])]
+        for default, course in pairs:
+            if key != ("StudentGuide", "self_check"):  # (the runner's code: its f-strings are not placeholders)
+                assert _fields(default) == _fields(course), (key, default[:60], course[:60])
+    assert any(CATALAN_LETTERS.search(t) for v in catalan.values() for t in _texts(v))

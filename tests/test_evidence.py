@@ -30,9 +30,11 @@ from conftest import REPO, make_course, nbgrader
 from nbformat.notebooknode import from_dict
 
 from coursekit import classgen, gradebook
-from coursekit.evidence import (COLAB_TITLE, EVIDENCE_TAG, FAST_TITLE, LABEL_KEY, STASH_KEY, KeepSubmittedOutputs,
-                                ShowSubmittedOutputs, evidence_cells, inert_outputs)
+from coursekit.evidence import (EVIDENCE_TAG, LABEL_KEY, STASH_KEY, KeepSubmittedOutputs, ShowSubmittedOutputs,
+                                evidence_cells, inert_outputs)
 from bncourse import ASSIGNMENTS
+# the course's words (what graded notebooks of this course show; the engine's defaults are English)
+from bncourse.messages import COLAB_TITLE, EVIDENCE, FAST_TITLE
 
 NOTEBOOKS = {a: next((REPO / "release" / a).glob("*.ipynb")) for a in ASSIGNMENTS}
 # assignments whose every manually graded answer must have evidence cells already
@@ -85,7 +87,7 @@ HOSTILE = ("<script>alert", "alert(1)", "alert(2)", "alert(3)", "alert(4)", "ale
 # unit: what is kept
 
 def test_only_inert_data_is_kept():
-    kept, notes, used = inert_outputs(colab_outputs("M"), max_text=10_000, max_bytes=10**7)
+    kept, notes, used = inert_outputs(colab_outputs("M"), max_text=10_000, max_bytes=10**7, words=EVIDENCE)
     kinds = [(o.output_type, sorted(o.get("data", {}))) for o in kept]
     assert kinds == [("stream", []), ("stream", []), ("display_data", ["text/plain"]),
                      ("display_data", ["text/plain"]), ("display_data", ["image/png", "text/plain"]),
@@ -107,14 +109,14 @@ def test_images_are_checked_and_caps_hold():
     outs = [from_dict({"output_type": "display_data", "metadata": {}, "data": {"image/jpeg": JPEG}}),
             from_dict({"output_type": "display_data", "metadata": {}, "data": {"image/png": bad_magic}}),
             from_dict({"output_type": "display_data", "metadata": {}, "data": {"image/png": PNG[:-3] + "!!!"}})]
-    kept, notes, _ = inert_outputs(outs, 100, 10**6)
+    kept, notes, _ = inert_outputs(outs, 100, 10**6, words=EVIDENCE)
     assert [sorted(o.data) for o in kept] == [["image/jpeg", "text/plain"]] and len(notes) == 2
     # one long text is clipped; a cell over its byte cap keeps what fits and says what it left out
     long = from_dict({"output_type": "stream", "name": "stdout", "text": "x" * 5000})
-    kept, notes, used = inert_outputs([long], 100, 10**6)
+    kept, notes, used = inert_outputs([long], 100, 10**6, words=EVIDENCE)
     assert len(kept[0].text) < 200 and "retallada" in kept[0].text
     image = from_dict({"output_type": "display_data", "metadata": {}, "data": {"image/png": PNG}})
-    kept, notes, used = inert_outputs([image, image, image], 10_000, 2 * len(PNG) + 10, "massa")
+    kept, notes, used = inert_outputs([image, image, image], 10_000, 2 * len(PNG) + 10, "massa", EVIDENCE)
     assert len(kept) == 2 and notes == ["imatge omesa: massa"] and used <= 2 * len(PNG) + 10
 
 
@@ -138,10 +140,10 @@ def test_student_tags_and_forged_stash_are_not_trusted(tmp_path):
     plain = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and i not in tagged and not nbg(c))
     nb.cells[plain].metadata[STASH_KEY] = {"outputs": [{"output_type": "display_data", "metadata": {},
                                                         "data": {"text/html": "<script>FORGED</script>"}}]}
-    keep = KeepSubmittedOutputs(release_notebook=str(path))
+    keep = KeepSubmittedOutputs(release_notebook=str(path), words=EVIDENCE)
     nb, _ = keep.preprocess(nb, {"nbgrader": {"assignment": "a1_batchnorm1d", "notebook": "batchnorm1d"}})
     assert [i for i, c in enumerate(nb.cells) if STASH_KEY in c.metadata] == tagged
-    show = ShowSubmittedOutputs()
+    show = ShowSubmittedOutputs(words=EVIDENCE)
     for i, cell in enumerate(nb.cells):
         cell.outputs = [] if cell.cell_type == "code" else cell.get("outputs")
         if cell.cell_type == "code":
@@ -158,7 +160,7 @@ def test_notebook_cap(tmp_path):
     image = {"output_type": "display_data", "metadata": {}, "data": {"image/png": PNG}}
     for i in evidence_cells(release):
         nb.cells[i].outputs = [from_dict(image)] * 3
-    keep = KeepSubmittedOutputs(release_notebook=str(path), max_notebook_bytes=4 * len(PNG))
+    keep = KeepSubmittedOutputs(release_notebook=str(path), max_notebook_bytes=4 * len(PNG), words=EVIDENCE)
     nb, _ = keep.preprocess(nb, {})
     stashes = [nb.cells[i].metadata[STASH_KEY] for i in evidence_cells(release)]
     assert sum(len(s["outputs"]) for s in stashes) == 4

@@ -22,6 +22,7 @@ from traitlets.config import Config
 from bncourse.classgen import hostile_resources as R
 from coursekit.inert import InertAutogradedOutputs, clean_html, inert_markdown
 from coursekit.nbconfig import apply_extensions
+from bncourse.messages import configure
 
 REPO = Path(__file__).resolve().parents[1]
 RELEASE = REPO / "release" / "a1_batchnorm1d" / "batchnorm1d.ipynb"
@@ -69,6 +70,7 @@ def hostile_notebook():
 def course_exporter() -> HTMLExporter:
     c = Config()
     apply_extensions(c)
+    configure(c)  # the course's words (the note on removed outputs)
     return HTMLExporter(config=c)
 
 

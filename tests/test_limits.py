@@ -24,13 +24,15 @@ from traitlets.config import Config
 from coursekit import events
 from coursekit.sandbox import SandboxKernelManager, wrap_command
 from coursekit.sandbox._enter import process_budget
+from bncourse.messages import OUTPUT_NOTICES
 
 pytestmark = pytest.mark.slow
 
 
 def run_cells(cells: list[str], workdir: Path, **traits) -> nbformat.NotebookNode:
     c = Config()
-    for k, v in {"memory_mb": 768, "processes": 64, **traits}.items():
+    # the course's words for the notes on dropped output (the engine's own are English)
+    for k, v in {"memory_mb": 768, "processes": 64, "output_notices": OUTPUT_NOTICES, **traits}.items():
         setattr(c.SandboxKernelManager, k, v)
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]

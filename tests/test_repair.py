@@ -20,7 +20,8 @@ import tiny_assignment as T
 from conftest import REPO, make_course, nbgrader
 from coursekit import classgen, events, gradebook
 from coursekit.classgen import damage
-from coursekit.repair import STUB_NOTE, check_readable, repair_notebook
+from coursekit.repair import check_readable, repair_notebook
+from bncourse.messages import STUB_NOTE  # the course's words: what its graded notebooks carry
 
 # damages applied to the right answers; a subset also to the half-right ones
 HALF_DAMAGES = ["answer_above", "everything"]

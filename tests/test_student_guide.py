@@ -20,6 +20,7 @@ import pytest
 from conftest import REPO, make_course
 from coursekit import classgen, codeprint, student_guide
 from bncourse import ASSIGNMENTS
+from bncourse.messages import GUIDE, README_BADGE, README_INTRO, README_TITLE, RUN_TIME  # the course's words
 from coursekit.paths import Course
 from coursekit.publish import BADGE_RE, publish, secret_lines
 
@@ -57,7 +58,7 @@ def _execute(nb, workdir) -> nbformat.NotebookNode:
 
 def _self_check_report(nb) -> str:
     cell = nb.cells[-1]
-    assert _role(cell) == student_guide.ROLE_SELF_CHECK
+    assert _role(cell) == GUIDE["role_self_check"]
     errors = [o for o in cell.outputs if o.output_type == "error"]
     assert not errors, f"the self-check crashed: {errors}"
     return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
@@ -91,17 +92,17 @@ def executed(tmp_path_factory):
 
 
 def test_every_release_opens_with_the_guide_and_ends_with_the_self_check():
-    template = (REPO / "notebooks" / student_guide.BEFORE_FILE).read_text(encoding="utf-8").strip("\n")
+    template = (REPO / "notebooks" / GUIDE["before_file"]).read_text(encoding="utf-8").strip("\n")
     times = json.loads((REPO / "notebooks" / student_guide.TIMES_FILE).read_text(encoding="utf-8"))
-    handin = (REPO / "notebooks" / student_guide.HANDIN_FILE).read_text(encoding="utf-8").strip("\n")
+    handin = (REPO / "notebooks" / GUIDE["handin_file"]).read_text(encoding="utf-8").strip("\n")
     for assignment in ASSIGNMENTS:
         nb = _release(assignment)
-        before = template.replace(student_guide.TIMES_PLACEHOLDER,
-                                  student_guide.time_line(times, assignment)).rstrip("\n")
+        before = template.replace(GUIDE["times_placeholder"],
+                                  student_guide.time_line(times, assignment, words=RUN_TIME)).rstrip("\n")
         assert _role(nb.cells[0]) == "colab-badge"
-        assert _role(nb.cells[1]) == student_guide.ROLE_BEFORE and nb.cells[1].source == before
+        assert _role(nb.cells[1]) == GUIDE["role_before"] and nb.cells[1].source == before
         assert "Drive" in before and "GPU" in before
-        assert _role(nb.cells[-2]) == student_guide.ROLE_HANDIN_TEXT and nb.cells[-2].source == handin
+        assert _role(nb.cells[-2]) == GUIDE["role_handin"] and nb.cells[-2].source == handin
         assert "Baixa" in handin and "Moodle" in handin and "Reinicia" in handin
         check = nb.cells[-1]
         assert check.cell_type == "code" and check.metadata["editable"] is False
@@ -233,6 +234,8 @@ def test_publish_writes_exactly_the_release_and_every_badge_resolves(tmp_path):
                        for line in cell.source.splitlines()}
     assert not secrets & published_lines
     readme = (mirror / "README.md").read_text(encoding="utf-8")
+    # in the course's words, read from its nbgrader_config.py (the engine's own are English)
+    assert readme.startswith(f"# {README_TITLE}\n\n{README_INTRO}\n") and f"[![{README_BADGE}]" in readme
     urls = [m for m in BADGE_RE.finditer(readme)]
     assert len(urls) == len(ASSIGNMENTS)
     for m in urls:
@@ -265,3 +268,22 @@ def test_publish_refuses_leaks_wrong_mirrors_and_the_course_itself(tmp_path):
                            str(tmp_path / "mirror")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "git add -A" in proc.stdout
+
+
+def test_the_engine_self_check_without_the_course_words_speaks_english_and_runs(monkeypatch):
+    """The engine's own self-check (no course words): English, and it runs; in an empty namespace every
+    part reports what is missing and none passes."""
+    import contextlib
+    import io
+
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    nb = _release("a1_batchnorm1d")
+    source = student_guide.self_check_source(nb)
+    assert source.startswith(student_guide.SELF_CHECK["title"]) and "_ANSWERS = [" in source
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(source, "<self-check>", "exec"), {})
+    report = out.getvalue()
+    assert "Visible checks passed: 0 of" in report and "✔" not in report, report[-500:]
+    assert "- something is missing:" in report or "✘" in report
+    assert "Written answers (marked by the teachers" in report

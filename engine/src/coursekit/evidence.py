@@ -37,7 +37,7 @@ from pathlib import Path
 import nbformat
 from nbformat.notebooknode import NotebookNode, from_dict
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Integer, Unicode
+from traitlets import Dict, Integer, Unicode
 
 from coursekit.cellmatch import TemplateCell, _align
 from coursekit.cells import nbgrader_meta
@@ -49,14 +49,30 @@ STASH_KEY = "coursekit_submitted_outputs"
 # Output metadata that marks the labels this module adds (tests and later tools find them by it).
 LABEL_KEY = "coursekit_evidence_label"
 
-COLAB_TITLE = "Resultats de la vostra execució (Colab)"
-COLAB_LABEL = (f"**{COLAB_TITLE}**: les sortides tal com les vas enviar, sense tornar-les a executar "
-               "(només text i imatges). Són les que valoren les respostes escrites.")
-COLAB_EMPTY = (f"**{COLAB_TITLE}**: aquesta cel·la no tenia cap sortida quan la vas enviar "
-               "(no la vas executar abans de desar el quadern?).")
-FAST_TITLE = "Re-execució de la correcció automàtica (mode ràpid)"
-FAST_LABEL = (f"**{FAST_TITLE}**: dades generades i poques èpoques. Serveix per comprovar que el codi "
-              "s'executa de dalt a baix; els números i les gràfiques no són els de Colab.")
+# Everything these preprocessors write for the student, in English unless the course sets its own words
+# (``c.EvidenceWords.words`` in nbgrader_config.py; keys it leaves out keep these).  The labels head
+# the two sets of outputs of an evidence cell; the rest are the notes on what was left out.
+COLAB_TITLE = "Outputs of your own run (Colab)"
+FAST_TITLE = "The automatic grader's re-run (fast mode)"
+WORDS = {
+    "colab_label": f"**{COLAB_TITLE}**: the outputs as you submitted them, not run again (text and images "
+                   "only). These are the ones the written answers are marked on.",
+    "colab_empty": f"**{COLAB_TITLE}**: this cell had no output when you submitted it (did you not run it "
+                   "before saving the notebook?).",
+    "fast_label": f"**{FAST_TITLE}**: generated data and few epochs. It checks that the code runs from top to "
+                  "bottom; the numbers and plots are not Colab's.",
+    "clipped": "\n… [output clipped: {total} characters, {shown} shown]",
+    "omitted": "{what} omitted: {why}",
+    "text_output": "text output",
+    "error": "error",
+    "image": "image",
+    "image_text": "<image {mime}>",
+    "invalid_image": "image {mime} omitted: the content is not a valid image",
+    "other_omitted": "output omitted ({types}): only text and PNG/JPEG images are shown",
+    "over_limit": "the cell is over the output limit",
+    "notebook_over": "the notebook is over the limit of {kb} kB of outputs",
+    "cell_over": "the cell is over the limit of {kb} kB",
+}
 
 IMAGE_MAGIC = {"image/png": (b"\x89PNG\r\n\x1a\n",), "image/jpeg": (b"\xff\xd8\xff",)}
 BASE64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -109,10 +125,10 @@ def _text(value) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _clip(text: str, limit: int) -> str:
+def _clip(text: str, limit: int, note: str = WORDS["clipped"]) -> str:
     if len(text) <= limit:
         return text
-    return text[:limit] + f"\n… [sortida retallada: {len(text)} caràcters, se'n mostren {limit}]"
+    return text[:limit] + note.format(total=len(text), shown=limit)
 
 
 def valid_image(mime: str, payload) -> str | None:
@@ -139,10 +155,13 @@ def _stream(name, text: str) -> NotebookNode:
     return from_dict({"output_type": "stream", "name": "stderr" if name == "stderr" else "stdout", "text": text})
 
 
-def inert_outputs(outputs, max_text: int, max_bytes: int,
-                  too_big: str = "la cel·la supera el límit de sortides") -> tuple[list[NotebookNode], list[str], int]:
+def inert_outputs(outputs, max_text: int, max_bytes: int, too_big: str | None = None,
+                  words: dict | None = None) -> tuple[list[NotebookNode], list[str], int]:
     """Sanitised copies of a cell's outputs (see the module doc), notes on what was left out
-    (``too_big`` says why when ``max_bytes`` is reached) and the bytes kept."""
+    (``too_big`` says why when ``max_bytes`` is reached) and the bytes kept.  ``words``: the
+    course's words (keys of :data:`WORDS`; those left out keep the English default)."""
+    words = {**WORDS, **(words or {})}
+    too_big = words["over_limit"] if too_big is None else too_big
     kept: list[NotebookNode] = []
     notes: list[str] = []
     used = 0
@@ -150,7 +169,7 @@ def inert_outputs(outputs, max_text: int, max_bytes: int,
     def add(output: NotebookNode, size: int, what: str) -> None:
         nonlocal used
         if used + size > max_bytes:
-            notes.append(f"{what} omesa: {too_big}")
+            notes.append(words["omitted"].format(what=what, why=too_big))
             return
         used += size
         kept.append(output)
@@ -160,23 +179,24 @@ def inert_outputs(outputs, max_text: int, max_bytes: int,
             continue
         kind = out.get("output_type")
         if kind == "stream":
-            text = _clip(_text(out.get("text", "")), max_text)
-            add(_stream(out.get("name"), text), len(text), "sortida de text")
+            text = _clip(_text(out.get("text", "")), max_text, words["clipped"])
+            add(_stream(out.get("name"), text), len(text), words["text_output"])
         elif kind == "error":
             tb = out.get("traceback")
             text = "\n".join(_text(t) for t in tb) if isinstance(tb, list) and tb else \
                 f"{_text(out.get('ename', 'Error'))}: {_text(out.get('evalue', ''))}"
-            text = _clip(text, max_text)
-            add(_stream("stderr", text), len(text), "error")
+            text = _clip(text, max_text, words["clipped"])
+            add(_stream("stderr", text), len(text), words["error"])
         elif kind in ("display_data", "execute_result"):
             data = out.get("data") if isinstance(out.get("data"), dict) else {}
             for mime in ("image/png", "image/jpeg"):
                 if mime in data:
                     image = valid_image(mime, data[mime])
                     if image is None:
-                        notes.append(f"imatge {mime} omesa: el contingut no és una imatge vàlida")
+                        notes.append(words["invalid_image"].format(mime=mime))
                     else:
-                        add(_display({mime: image, "text/plain": f"<imatge {mime}>"}), len(image), "imatge")
+                        add(_display({mime: image, "text/plain": words["image_text"].format(mime=mime)}),
+                            len(image), words["image"])
             if any(m in data for m in ("image/png", "image/jpeg")):
                 continue
             if "text/plain" in data:
@@ -187,11 +207,10 @@ def inert_outputs(outputs, max_text: int, max_bytes: int,
                 text = next((_text(data[m]) for m in TEXT_FALLBACKS if m in data), None)
             if text is None:
                 if data:
-                    notes.append("sortida omesa (" + ", ".join(sorted(str(m) for m in data)[:3]) +
-                                 "): només es mostren text i imatges PNG/JPEG")
+                    notes.append(words["other_omitted"].format(types=", ".join(sorted(str(m) for m in data)[:3])))
                 continue
-            text = _clip(text, max_text)
-            add(_display({"text/plain": text}), len(text), "sortida de text")
+            text = _clip(text, max_text, words["clipped"])
+            add(_display({"text/plain": text}), len(text), words["text_output"])
     return kept, notes, used
 
 
@@ -231,7 +250,18 @@ def _release_path(preprocessor, resources) -> Path:
                                                                       info.get("notebook", ""))
 
 
-class KeepSubmittedOutputs(NbGraderPreprocessor):
+class EvidenceWords(NbGraderPreprocessor):
+    """What both evidence preprocessors write for the student (``c.EvidenceWords.words`` sets it for both)."""
+
+    words = Dict(WORDS, help="labels and notes of the evidence cells (keys of coursekit.evidence.WORDS; "
+                             "keys left out keep the English default)").tag(config=True)
+
+    @property
+    def all_words(self) -> dict:
+        return {**WORDS, **self.words}
+
+
+class KeepSubmittedOutputs(EvidenceWords):
     """Sanitize phase, before ``ClearOutput``: stash the evidence cells' submitted outputs, made inert."""
 
     max_output_chars = Integer(20_000, help="characters kept of one text output").tag(config=True)
@@ -247,20 +277,20 @@ class KeepSubmittedOutputs(NbGraderPreprocessor):
         if not path.is_file():
             return nb, resources
         release = nbformat.read(str(path), as_version=4)
-        budget = self.max_notebook_bytes
+        budget, words = self.max_notebook_bytes, self.all_words
         for index in sorted(match_evidence(nb, release)):
             cell = nb.cells[index]
             if budget < self.max_cell_bytes:
-                cap, why = budget, f"el quadern supera el límit de {self.max_notebook_bytes // 1000} kB de sortides"
+                cap, why = budget, words["notebook_over"].format(kb=self.max_notebook_bytes // 1000)
             else:
-                cap, why = self.max_cell_bytes, f"la cel·la supera el límit de {self.max_cell_bytes // 1000} kB"
-            kept, notes, used = inert_outputs(cell.get("outputs", []), self.max_output_chars, cap, why)
+                cap, why = self.max_cell_bytes, words["cell_over"].format(kb=self.max_cell_bytes // 1000)
+            kept, notes, used = inert_outputs(cell.get("outputs", []), self.max_output_chars, cap, why, words)
             budget -= used
             cell.metadata[STASH_KEY] = {"outputs": kept, "notes": notes}
         return nb, resources
 
 
-class ShowSubmittedOutputs(NbGraderPreprocessor):
+class ShowSubmittedOutputs(EvidenceWords):
     """Autograde phase, after ``SaveAutoGrades``: the stashed outputs go back, labelled, after the re-run."""
 
     max_output_chars = Integer(20_000, help="characters kept of one text output").tag(config=True)
@@ -271,10 +301,12 @@ class ShowSubmittedOutputs(NbGraderPreprocessor):
         if not isinstance(stash, dict) or cell.cell_type != "code" or is_graded(cell):
             return cell, resources
         # sanitised again: the stash went through a file between the two phases
-        kept, notes, _ = inert_outputs(stash.get("outputs", []), self.max_output_chars, self.max_cell_bytes)
+        words = self.all_words
+        kept, notes, _ = inert_outputs(stash.get("outputs", []), self.max_output_chars, self.max_cell_bytes,
+                                       words=words)
         notes = [n for n in stash.get("notes", []) if isinstance(n, str)][:20] + notes
-        colab = [_label(COLAB_LABEL if kept or notes else COLAB_EMPTY)] + kept
+        colab = [_label(words["colab_label"] if kept or notes else words["colab_empty"])] + kept
         if notes:  # after the outputs: what was left out, and why
             colab.append(_stream("stdout", "\n".join(f"[{n}]" for n in notes)))
-        cell.outputs = [_label(FAST_LABEL)] + list(cell.get("outputs", [])) + colab
+        cell.outputs = [_label(words["fast_label"])] + list(cell.get("outputs", [])) + colab
         return cell, resources

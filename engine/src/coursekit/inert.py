@@ -37,7 +37,7 @@ import re
 import bleach
 from bleach.css_sanitizer import CSSSanitizer
 from nbconvert.preprocessors import Preprocessor
-from traitlets import Bool
+from traitlets import Bool, Unicode
 
 from coursekit.cells import nbgrader_meta
 
@@ -64,8 +64,9 @@ _CSS = CSSSanitizer(allowed_css_properties=())
 SAFE_KEYS = frozenset({"text/plain", "image/png", "image/jpeg"})
 MARK = "coursekit_inert"  # cell metadata: this cell's markdown is already the cleaned HTML
 
-REMOVED_NOTE = ("[sortida eliminada: el corrector no mostra contingut actiu ({types}); "
-                "només text i imatges PNG/JPEG]")
+# What takes the place of removed output types, in English unless the course sets its own words
+# (``c.InertOutputs.removed_note``; {types}: the MIME types removed).
+REMOVED_NOTE = "[output removed: the grader shows no active content ({types}); only text and PNG/JPEG images]"
 
 _MATHJAX_LINKS = re.compile(r"\\(href|url|class|cssId|style|data|unicode)\b")
 
@@ -85,8 +86,8 @@ def _text(value) -> str:
     return "".join(value) if isinstance(value, list) else str(value)
 
 
-def inert_output(output) -> None:
-    """Make one code-cell output inert, in place."""
+def inert_output(output, removed_note: str = REMOVED_NOTE) -> None:
+    """Make one code-cell output inert, in place (``removed_note``: what replaces removed types)."""
     if output.get("output_type") not in ("display_data", "execute_result", "update_display_data"):
         return  # stream and error outputs are plain text, escaped by every template
     data = output.get("data", {})
@@ -107,7 +108,7 @@ def inert_output(output) -> None:
         removed.append(key)
         del data[key]
     if removed:
-        note = REMOVED_NOTE.format(types=", ".join(sorted(removed)))
+        note = removed_note.format(types=", ".join(sorted(removed)))
         plain = _text(data.get("text/plain", ""))
         data["text/plain"] = f"{plain}\n{note}" if plain.strip() else note
     meta = output.get("metadata")
@@ -142,11 +143,13 @@ class InertOutputs(Preprocessor):
     enabled = Bool(True, config=True, help="clean student content")
     markdown = Bool(True, config=True,
                     help="also render the student's markdown cells as cleaned HTML (HTML views only)")
+    removed_note = Unicode(REMOVED_NOTE, config=True,
+                           help="what replaces output types the grader does not show ({types}: which)")
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type == "code":
             for output in cell.get("outputs", []):
-                inert_output(output)
+                inert_output(output, self.removed_note)
         elif cell.cell_type == "markdown" and self.markdown and _student_writable(cell):
             if not cell.metadata.get(MARK):
                 cell.source = inert_markdown(cell.source)

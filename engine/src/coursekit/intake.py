@@ -13,8 +13,8 @@ and the ``coursekit collect`` command:
   ``<Full Name>_<participant id>_assignsubmission_<plugin>_<file>`` (flat) or
   puts it in a folder named ``<Full Name>_<participant id>_assignsubmission_<plugin>_``.
   The collector looks at the whole export at once, picks for each student the
-  file that is the assignment's notebook (renamed copies such as ``Copy of X``,
-  ``Còpia de X``, ``X (1)``, case and spacing changes, a notebook inside the
+  file that is the assignment's notebook (renamed copies such as ``Copy of X``
+  in Colab's languages, ``X (1)``, case and spacing changes, a notebook inside the
   student's own zip, or any single notebook whose content is this
   assignment's; a notebook whose content is another assignment's, judged by the
   cells unique to each assignment, is reported, never collected), maps the student to the nbgrader id through the roster CSV

@@ -17,24 +17,42 @@ import sys
 from pathlib import Path
 
 import nbformat
+from traitlets import Unicode
+from traitlets.config import Configurable
 
+from coursekit.content import course_config
 from coursekit.paths import Course, CourseError
 
 MARKER_RE = re.compile(r"^# coursekit: shared (?P<file>[\w.-]+\.py)[ \t]*$")
 TITLE_RE = re.compile(r"^#\s*@title\b")
 # First line of every shared cell: Colab folds a cell whose first line is a "@title" form, showing the title only.
-TITLE = '# @title Codi comú del curs: {filename} (executeu-la; no cal obrir-la) {{ display-mode: "form" }}'
+# In English unless the course sets its own words (``c.SharedCells.title``; {filename}: the shared file).
+TITLE = '# @title Shared course code: {filename} (run it; no need to open it) {{ display-mode: "form" }}'
+
+
+class SharedCells(Configurable):
+    """What ``coursekit sync`` writes for students in a shared cell (read from the course's nbgrader_config.py)."""
+
+    title = Unicode(TITLE, help="first line of a shared cell, a Colab form title ({filename}: the shared "
+                                "file; literal braces doubled)").tag(config=True)
+
+
+def cell_title(course: Course) -> str:
+    """The course's title line template for shared cells."""
+    return SharedCells(config=course_config(course.root)).title
 
 
 def shared_dir(course: Course) -> Path:
     return course.root / "notebooks"
 
 
-def expected_source(course: Course, filename: str) -> str:
+def expected_source(course: Course, filename: str, title: str | None = None) -> str:
+    """The source a shared cell must have (``title``: the course's title template, read when not given)."""
     path = shared_dir(course) / filename
     if not path.is_file():
         raise CourseError(f"a notebook cell includes notebooks/{filename}, which does not exist")
-    return (TITLE.format(filename=filename) + f"\n# coursekit: shared {filename}\n"
+    title = cell_title(course) if title is None else title
+    return (title.format(filename=filename) + f"\n# coursekit: shared {filename}\n"
             + path.read_text(encoding="utf-8").rstrip("\n"))
 
 
@@ -53,12 +71,12 @@ def shared_cells(nb):
 
 def sync(course: Course, check: bool = False) -> list[Path]:
     """Refresh the shared cells of every source notebook; return the notebooks that were (or would be) changed."""
-    changed = []
+    changed, title = [], cell_title(course)
     for nb_path in sorted(course.source.glob("*/*.ipynb")):
         nb = nbformat.read(str(nb_path), as_version=4)
         dirty = False
         for cell, filename in shared_cells(nb):
-            want = expected_source(course, filename)
+            want = expected_source(course, filename, title)
             if cell.source != want:
                 cell.source = want
                 dirty = True

@@ -25,7 +25,10 @@ import sys
 from pathlib import Path
 
 import nbformat
+from traitlets import Unicode
+from traitlets.config import Configurable
 
+from coursekit.content import course_config
 from coursekit.paths import Course, CourseError
 
 BADGE_RE = re.compile(r"https://colab\.research\.google\.com/github/(?P<repo>[^/\s\"']+/[^/\s\"']+)/blob/"
@@ -90,13 +93,23 @@ def remote_repository(url: str) -> str:
     return "/".join(path[-2:]).lower()
 
 
-def student_readme(course: Course, notebooks: list[tuple[str, Path, str]]) -> str:
-    lines = ["# Batch Normalization amb PyTorch — pràctiques", "",
-             "Obre cada pràctica a Colab amb el seu botó, i **desa'n una còpia al teu Drive** abans de "
-             "començar (*Fitxer → Desa una còpia a Drive*). Cada quadern explica com lliurar-lo.", ""]
+class StudentReadme(Configurable):
+    """The words of the mirror's README for students, in English unless the course sets its own
+    (``c.StudentReadme.<trait>`` in nbgrader_config.py; ``coursekit publish`` reads that file)."""
+
+    title = Unicode("Assignments", help="the README's heading").tag(config=True)
+    intro = Unicode("Open each assignment in Colab with its button, and **save a copy to your Drive** before "
+                    "you start (*File → Save a copy in Drive*). Each notebook explains how to hand it in.",
+                    help="the paragraph under the heading").tag(config=True)
+    badge_text = Unicode("Open in Colab", help="the alternative text of the Colab badges").tag(config=True)
+
+
+def student_readme(course: Course, notebooks: list[tuple[str, Path, str]], words: StudentReadme | None = None) -> str:
+    words = words or StudentReadme(config=course_config(course.root))
+    lines = [f"# {words.title}", "", words.intro, ""]
     for assignment, rel, url in notebooks:
         lines.append(f"- **{assignment}** (`{rel.as_posix()}`): "
-                     f"[![Obre a Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})")
+                     f"[![{words.badge_text}](https://colab.research.google.com/assets/colab-badge.svg)]({url})")
     return "\n".join(lines) + "\n"
 
 

@@ -55,6 +55,10 @@ class RepairSubmission(NbGraderPreprocessor):
         "", help="release notebook to match against (default: <release>/<assignment>/<notebook>.ipynb)"
     ).tag(config=True)
 
+    stub_note = Unicode(
+        STUB_NOTE, help="first line (commented) of a release stub disabled because the answer is in an earlier cell"
+    ).tag(config=True)
+
     def _release_path(self, resources) -> Path:
         if self.release_notebook:
             return Path(self.release_notebook)
@@ -68,7 +72,7 @@ class RepairSubmission(NbGraderPreprocessor):
             self.log.warning("coursekit repair: no release notebook %s; submission not checked", path)
             return nb, resources
         release = nbformat.read(str(path), as_version=4)
-        actions = repair_notebook(nb, release, self.match_threshold)
+        actions = repair_notebook(nb, release, self.match_threshold, self.stub_note)
         if actions:
             who = f"{info.get('student')}/{info.get('assignment')}/{info.get('notebook')}"
             for action in actions:

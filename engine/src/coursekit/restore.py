@@ -19,15 +19,18 @@ from coursekit.cells import grade_id, nbgrader_meta
 FOREIGN_NB_KEYS = ("colab", "accelerator", "gpuClass", "vscode", "kaggle")
 FOREIGN_CELL_KEYS = ("colab", "id", "outputId", "executionInfo", "vscode", "cellView", "pycharm")
 
-# First line of a release stub commented out because the student's answer, above it, would be undone by it.
-STUB_NOTE = "[coursekit] enunciat original desactivat: la vostra resposta és en una cel·la anterior"
+# First line of a release stub commented out because the student's answer, above it, would be undone by it
+# (English unless the course sets its own words: ``c.RepairSubmission.stub_note``).
+STUB_NOTE = "[coursekit] original exercise cell disabled: your answer is in an earlier cell"
 
 # nbgrader flags that define a cell's role; a cell whose flags differ from the release gets the release's.
 ROLE_KEYS = ("grade_id", "grade", "solution", "locked", "task", "points", "schema_version")
 
 
-def repair_notebook(nb, release, test_threshold: float = 0.6) -> list[str]:
+def repair_notebook(nb, release, test_threshold: float = 0.6, stub_note: str = STUB_NOTE) -> list[str]:
     """Repair ``nb`` in place against the ``release`` notebook; return what was done (one line each).
+
+    ``stub_note`` is the first line of a stub commented out (the course's words, :data:`STUB_NOTE`).
 
     Cells that already carry the right nbgrader metadata are left alone, so a
     clean submission comes out untouched (an empty list).
@@ -40,10 +43,10 @@ def repair_notebook(nb, release, test_threshold: float = 0.6) -> list[str]:
     _remove_editor_metadata(nb, release, actions)
     cells = nb.cells
     _drop_husks(cells, actions)
-    anchor = _deduplicate_grade_ids(cells, by_id, actions)
+    anchor = _deduplicate_grade_ids(cells, by_id, actions, stub_note)
     matched = _match_by_content(template, cells, by_id, anchor, test_threshold, actions)
     _restore_roles(template, cells, matched, actions)
-    _move_repasted_answers(template, cells, matched, actions)
+    _move_repasted_answers(template, cells, matched, actions, stub_note)
     _reinsert_missing(template, cells, matched, actions)
     if actions:
         _fix_cell_ids(nb)
@@ -81,7 +84,8 @@ def _drop_husks(cells, actions: list[str]) -> None:
         actions.append(f"removed nbgrader metadata without a grade_id from cells {husks}")
 
 
-def _deduplicate_grade_ids(cells, by_id: dict[str, TemplateCell], actions: list[str]) -> dict[str, int]:
+def _deduplicate_grade_ids(cells, by_id: dict[str, TemplateCell], actions: list[str],
+                           stub_note: str = STUB_NOTE) -> dict[str, int]:
     """2. Duplicated grade_ids: keep the cell with the student's work, the others become plain cells.
     Returns {grade_id: the cell that keeps it} (the anchors of the matching)."""
     positions: dict[str, list[int]] = {}
@@ -103,7 +107,7 @@ def _deduplicate_grade_ids(cells, by_id: dict[str, TemplateCell], actions: list[
                 if k != keep:
                     _drop_role(cells[k])
                     if t.role == "answer" and k > keep and _norm(cells[k].get("source", "")) == t.text:
-                        _neutralise(cells[k], STUB_NOTE)
+                        _neutralise(cells[k], stub_note)
                         note = "; the untouched stub copy after it was commented out"
             actions.append(f"{gid}: duplicated in cells {where}; kept cell {keep}, the others stay as plain cells{note}")
         else:
@@ -158,7 +162,8 @@ def _restore_roles(template: list[TemplateCell], cells, matched: dict[int, int],
             _set_cell_type(cell, t.cell.get("cell_type"))
 
 
-def _move_repasted_answers(template: list[TemplateCell], cells, matched: dict[int, int], actions: list[str]) -> None:
+def _move_repasted_answers(template: list[TemplateCell], cells, matched: dict[int, int], actions: list[str],
+                           stub_note: str = STUB_NOTE) -> None:
     """5. Answer re-pasted into a new cell: the release stub (or an emptied cell) holds the role,
     a plain cell nearby defines the same names.  Move the role to the student's cell."""
     owner = {k: t_index for t_index, k in matched.items()}
@@ -184,7 +189,7 @@ def _move_repasted_answers(template: list[TemplateCell], cells, matched: dict[in
         matched[t_index] = j
         note = ""
         if j < k and _norm(cells[k].get("source", "")) == t.text:
-            _neutralise(cells[k], STUB_NOTE)
+            _neutralise(cells[k], stub_note)
             note = "; the untouched stub after it was commented out"
         actions.append(f"{t.grade_id}: answer found in new cell {j}, role moved from cell {k} (kept as plain){note}")
 

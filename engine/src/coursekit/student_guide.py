@@ -6,17 +6,18 @@ hidden tests).  It adds to each release notebook:
 
 - right after the Colab badge, the "before you start" text (save a copy to
   Drive, pick a GPU runtime, what to do after a disconnect), read from
-  ``notebooks/abans_de_comencar.md``; its ``{temps_mode_complet}`` line says
+  ``notebooks/<before_file>``; its ``<times_placeholder>`` line says
   how long that notebook's full mode took when measured on a GPU machine
   (``notebooks/full_mode_times.json``, written by ``coursekit time-full-mode``),
   as this notebook's time while its code is the one measured, as an earlier
   version's once the code has changed (:mod:`coursekit.codeprint`);
-- at the end, the "self-check and hand-in" text (``notebooks/comprovacio_i_entrega.md``)
+- at the end, the "self-check and hand-in" text (``notebooks/<handin_file>``)
   and a self-check code cell.  The self-check re-runs the *visible* part of
   every autograded test cell of that release notebook, each in a copy of the
-  student's namespace with its output captured, and prints one Catalan line per
-  graded part: passes, still blank, or the first line of what failed.  It then
-  lists the written answers, which only a person can grade.
+  student's namespace with its output captured, and prints one line per
+  graded part (in the course's words: ``StudentGuide.self_check``): passes,
+  still blank, or the first line of what failed.  It then lists the written
+  answers, which only a person can grade.
 
 The texts are course content and live beside the shared code in ``notebooks/``;
 since they are inserted at generation time, every release carries the current
@@ -37,74 +38,108 @@ from pathlib import Path
 import nbformat
 from nbgrader.preprocessors import NbGraderPreprocessor
 from nbgrader.utils import is_grade, is_solution
-from traitlets import Unicode
+from traitlets import Dict, Unicode
 
 from coursekit.codeprint import file_fingerprint
 
-ROLE_BEFORE = "abans-de-comencar"
-ROLE_HANDIN_TEXT = "comprovacio-i-entrega"
-ROLE_SELF_CHECK = "comprovacio-final"
-BEFORE_FILE = "abans_de_comencar.md"
+# The guide's names, English unless the course names them itself (StudentGuide's traits of the same
+# names, lower case): the roles of the cells it adds (also their cell ids: coursekit metadata "role"),
+# its two texts in the course's notebooks/ folder, and the placeholder of the run-time line in the first.
+ROLE_BEFORE = "before-you-start"
+ROLE_HANDIN_TEXT = "self-check-and-hand-in"
+ROLE_SELF_CHECK = "final-self-check"
+BEFORE_FILE = "before_you_start.md"
 TIMES_FILE = "full_mode_times.json"
-TIMES_PLACEHOLDER = "{temps_mode_complet}"
-HANDIN_FILE = "comprovacio_i_entrega.md"
+TIMES_PLACEHOLDER = "{full_mode_time}"
+HANDIN_FILE = "self_check_and_hand_in.md"
 
 # The self-check's code, after the table of parts.  Kept small and without
 # dependencies beyond the standard library and IPython, as Colab ships them.
 _RUNNER = r'''
-def _comprovacio_final(parts, respostes):
+def _self_check(parts, answers):
     import contextlib, io, os, traceback
     if os.environ.get("NBGRADER_EXECUTION"):
-        print("Comprovació final omesa: el corrector automàtic ja executa totes les proves.")
+        print("Final self-check skipped: the automatic grader runs every test itself.")
         return
     try:
         shell = get_ipython()  # noqa: F821 (IPython defines it in a notebook)
     except NameError:
         shell = None
-    total = fets = 0
-    for nom, punts, descripcio, codi in parts:
-        total += punts
+    total = passed = 0
+    for name, points, description, code in parts:
+        total += points
         if shell is not None:
-            codi = shell.transform_cell(codi)
-        espai = dict(globals())
-        sortida = io.StringIO()
+            code = shell.transform_cell(code)
+        namespace = dict(globals())
+        output = io.StringIO()
         try:
-            with contextlib.redirect_stdout(sortida), contextlib.redirect_stderr(sortida):
-                exec(compile(codi, f"<comprovació {nom}>", "exec"), espai)
+            with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+                exec(compile(code, f"<self-check {name}>", "exec"), namespace)
         except NotImplementedError:
-            estat = "· en blanc: hi queda el codi inicial (NotImplementedError) per completar"
+            status = "- blank: the starting code (NotImplementedError) is still there to complete"
         except NameError as error:
-            estat = f"· falta alguna cosa: {error}. Heu executat (i completat) les cel·les d'abans?"
+            status = f"- something is missing: {error}. Did you run (and complete) the cells above?"
         except AssertionError as error:
-            missatge = (str(error).strip().splitlines() or ["una comprovació no es compleix"])[0]
-            estat = f"✘ falla: {missatge[:300]}"
+            message = (str(error).strip().splitlines() or ["a check does not hold"])[0]
+            status = f"✘ fails: {message[:300]}"
         except Exception as error:  # any other error of the student's code: say which, never crash
-            linia = traceback.format_exception_only(type(error), error)[-1].strip()
-            estat = f"✘ error: {linia[:300]}"
+            line = traceback.format_exception_only(type(error), error)[-1].strip()
+            status = f"✘ error: {line[:300]}"
         else:
-            estat = "✔ passa les comprovacions visibles"
-            fets += punts
-        print(f"{nom} ({punts} p.) — {descripcio}\n    {estat}")
-    print(f"\nComprovacions visibles superades: {fets} de {total} punts automàtics.")
-    if respostes:
-        print("Respostes escrites (les corregeix el professorat; reviseu que no en quedi cap en blanc):")
-        for nom, punts in respostes:
-            print(f"  - {nom} ({punts} p.)")
+            status = "✔ passes the visible checks"
+            passed += points
+        print(f"{name} ({points} p.) — {description}\n    {status}")
+    print(f"\nVisible checks passed: {passed} of {total} automatic points.")
+    if answers:
+        print("Written answers (marked by the teachers; check that none is left blank):")
+        for name, points in answers:
+            print(f"  - {name} ({points} p.)")
 
 
-_comprovacio_final(_PARTS, _RESPOSTES)
+_self_check(_PARTS, _ANSWERS)
 '''
 
+# The self-check cell's words, in English unless the course sets its own (``c.StudentGuide.self_check``):
+# its Colab title line and comment line, the name of its table of written answers (the runner reads it),
+# the runner itself, what a part without a description is called, and the prefixes that the leading
+# comment of a test cell may start with (dropped from the description).
+SELF_CHECK = {
+    "title": '# @title Final self-check (run it; no need to read its code) { display-mode: "form" }',
+    "comment": "# Runs the visible checks of every part again and sums them up. Do not change it.",
+    "answers_variable": "_ANSWERS",
+    "runner": _RUNNER,
+    "no_description": "check",
+    "test_prefixes": ["Test:", "Test"],
+}
 
-def _describe(source: str) -> str:
-    """What the part checks: the test cell's leading comment, without its "Prova" prefix, to its first sentence."""
+# The "how long it takes" item of the before-you-start text, in English unless the course sets its own
+# words (``c.StudentGuide.run_time``): ``same`` while the code is the one measured, ``earlier`` after it
+# changed; {amount} is ``amount_one`` or ``amount_many``, {where} ``where_cpus`` or ``where``.
+RUN_TIME = {
+    "where_cpus": "a {gpu} GPU with {cpus} CPU cores, like Colab's",
+    "where": "a {gpu} GPU",
+    "amount_one": "**{minutes} minute**",
+    "amount_many": "**{minutes} minutes**",
+    "slower": "Colab's free T4 GPU is slower: allow more time.",
+    "same": "6. **How long it takes.** In full mode, running this whole notebook took about {amount} on {where} "
+            "(not counting the data download). {slower}",
+    "earlier": "6. **How long it takes.** In full mode, an earlier version of this notebook took about {amount} "
+               "on {where} (not counting the data download); the code has changed since and has not been "
+               "measured again. {slower}",
+}
+
+
+def _describe(source: str, prefixes=tuple(SELF_CHECK["test_prefixes"]),
+              fallback: str = SELF_CHECK["no_description"]) -> str:
+    """What the part checks: the test cell's leading comment, without its "Test" prefix (``prefixes``), to its
+    first sentence (``fallback`` when there is none)."""
     comment = []
     for line in source.lstrip().split("\n"):
         if not line.startswith("#"):
             break
         comment.append(line.lstrip("#").strip())
     text = " ".join(comment)
-    for prefix in ("Prova:", "Prova"):
+    for prefix in prefixes:
         if text.startswith(prefix):
             text = text[len(prefix):].strip(" -—:")
             break
@@ -115,11 +150,13 @@ def _describe(source: str) -> str:
         if end in text:
             text = text[:text.index(end)]
     text = text.rstrip(".;")
-    return (text[:137] + "…" if len(text) > 140 else text) or "comprovació"
+    return (text[:137] + "…" if len(text) > 140 else text) or fallback
 
 
-def self_check_source(nb) -> str:
-    """The self-check cell of a release notebook: its visible tests and written answers, then the runner."""
+def self_check_source(nb, words: dict | None = None) -> str:
+    """The self-check cell of a release notebook: its visible tests and written answers, then the runner
+    (``words``: the course's, keys of :data:`SELF_CHECK`; those left out keep the English default)."""
+    words = {**SELF_CHECK, **(words or {})}
     parts, answers = [], []
     for cell in nb.cells:
         if not is_grade(cell):
@@ -128,18 +165,17 @@ def self_check_source(nb) -> str:
         points = meta.get("points", 0)
         points = int(points) if float(points).is_integer() else float(points)
         if cell.cell_type == "code" and not is_solution(cell):
-            parts.append((meta["grade_id"], points, _describe(cell.source), cell.source))
+            parts.append((meta["grade_id"], points,
+                          _describe(cell.source, tuple(words["test_prefixes"]), words["no_description"]), cell.source))
         elif cell.cell_type == "markdown":
             answers.append((meta["grade_id"], points))
     # Colab shows a cell whose first line is a "@title" form as its title only, code folded away.
-    lines = ['# @title Comprovació final (executeu-la; no cal llegir-ne el codi) { display-mode: "form" }',
-             "# Torna a executar les comprovacions visibles de cada part i en fa un resum. No la modifiqueu.",
-             "_PARTS = ["]
+    lines = [words["title"], words["comment"], "_PARTS = ["]
     for part in parts:
         lines.append(f"    {json.dumps(list(part), ensure_ascii=False)},")
     lines.append("]")
-    lines.append(f"_RESPOSTES = {json.dumps([list(a) for a in answers], ensure_ascii=False)}")
-    return "\n".join(lines) + "\n" + _RUNNER.rstrip("\n")
+    lines.append(f"{words['answers_variable']} = {json.dumps([list(a) for a in answers], ensure_ascii=False)}")
+    return "\n".join(lines) + "\n" + words["runner"].rstrip("\n")
 
 
 def full_mode_minutes(times: dict, assignment: str) -> int | None:
@@ -149,12 +185,14 @@ def full_mode_minutes(times: dict, assignment: str) -> int | None:
     return None if seconds is None or "error" in entry else max(1, math.ceil(seconds / 60))
 
 
-def time_line(times: dict, assignment: str, code: str | None = None) -> str:
+def time_line(times: dict, assignment: str, code: str | None = None, words: dict | None = None) -> str:
     """The "how long it takes" item of the before-you-start text (empty if the notebook was never measured).
 
     ``code`` is the fingerprint of the source notebook now (:mod:`coursekit.codeprint`): the time is
     stated as this notebook's only while it equals the fingerprint recorded with the measurement;
-    otherwise it is stated as an earlier version's, with the notebook not measured since."""
+    otherwise it is stated as an earlier version's, with the notebook not measured since.  ``words``: the
+    course's (keys of :data:`RUN_TIME`; those left out keep the English default)."""
+    words = {**RUN_TIME, **(words or {})}
     minutes = full_mode_minutes(times, assignment)
     if minutes is None:
         return ""
@@ -162,15 +200,10 @@ def time_line(times: dict, assignment: str, code: str | None = None) -> str:
     machine = times.get("machine", {})
     gpu = str(machine.get("gpu") or "GPU").replace("NVIDIA ", "")
     cpus = machine.get("cpu_count")
-    where = f"una GPU {gpu} amb {cpus} nuclis de CPU, com els de Colab" if cpus else f"una GPU {gpu}"
-    amount = f"**{minutes} minut{'s' if minutes != 1 else ''}**"
-    slower = "La GPU T4 gratuïta de Colab és més lenta: compteu-hi més temps."
-    if code is not None and entry.get("code") == code:
-        return (f"6. **Quant triga.** En mode complet, executar aquest quadern sencer va trigar uns {amount} "
-                f"en {where} (sense comptar la baixada de les dades). {slower}")
-    return (f"6. **Quant triga.** En mode complet, una versió anterior d'aquest quadern va trigar uns {amount} "
-            f"en {where} (sense comptar la baixada de les dades); el codi ha canviat des d'aleshores i encara no "
-            f"s'ha tornat a mesurar. {slower}")
+    where = words["where_cpus"].format(gpu=gpu, cpus=cpus) if cpus else words["where"].format(gpu=gpu)
+    amount = words["amount_one" if minutes == 1 else "amount_many"].format(minutes=minutes)
+    sentence = words["same" if code is not None and entry.get("code") == code else "earlier"]
+    return sentence.format(amount=amount, where=where, slower=words["slower"])
 
 
 def _role(cell) -> str | None:
@@ -191,6 +224,17 @@ class StudentGuide(NbGraderPreprocessor):
     """Add the "before you start" text after the badge and the self-check and hand-in section at the end."""
 
     folder = Unicode("notebooks", help="folder of the course root that holds the guide's texts").tag(config=True)
+    self_check = Dict(SELF_CHECK, help="the self-check cell's words and code (keys of "
+                                       "coursekit.student_guide.SELF_CHECK)").tag(config=True)
+    run_time = Dict(RUN_TIME, help="the run-time sentence of the before-you-start text (keys of "
+                                   "coursekit.student_guide.RUN_TIME)").tag(config=True)
+    before_file = Unicode(BEFORE_FILE, help="the before-you-start text, in the folder").tag(config=True)
+    handin_file = Unicode(HANDIN_FILE, help="the self-check and hand-in text, in the folder").tag(config=True)
+    times_placeholder = Unicode(TIMES_PLACEHOLDER, help="what the run-time line replaces in the "
+                                                        "before-you-start text").tag(config=True)
+    role_before = Unicode(ROLE_BEFORE, help="role (and cell id) of the before-you-start cell").tag(config=True)
+    role_handin = Unicode(ROLE_HANDIN_TEXT, help="role (and cell id) of the hand-in text cell").tag(config=True)
+    role_self_check = Unicode(ROLE_SELF_CHECK, help="role (and cell id) of the self-check cell").tag(config=True)
 
     def _text(self, filename: str) -> str:
         from nbgrader.coursedir import CourseDirectory
@@ -212,18 +256,19 @@ class StudentGuide(NbGraderPreprocessor):
 
         coursedir = CourseDirectory(config=self.config)
         folder = Path(coursedir.root) / self.folder
-        if not any((folder / f).is_file() for f in (BEFORE_FILE, HANDIN_FILE)):
+        if not any((folder / f).is_file() for f in (self.before_file, self.handin_file)):
             return nb, resources  # a course without a student guide (nbgrader's own test courses)
         minor = nb.get("nbformat_minor", 0)
-        nb.cells = [c for c in nb.cells if _role(c) not in (ROLE_BEFORE, ROLE_HANDIN_TEXT, ROLE_SELF_CHECK)]
+        nb.cells = [c for c in nb.cells if _role(c) not in (self.role_before, self.role_handin, self.role_self_check)]
         times_path = folder / TIMES_FILE
         times = json.loads(times_path.read_text(encoding="utf-8")) if times_path.is_file() else {}
         assignment = resources.get("nbgrader", {}).get("assignment", "")
-        line = time_line(times, assignment, self._source_fingerprint(coursedir, assignment, resources))
-        before_text = self._text(BEFORE_FILE).replace(TIMES_PLACEHOLDER, line).rstrip("\n")
-        before = _new_cell("markdown", before_text, ROLE_BEFORE, minor)
+        line = time_line(times, assignment, self._source_fingerprint(coursedir, assignment, resources),
+                         self.run_time)
+        before_text = self._text(self.before_file).replace(self.times_placeholder, line).rstrip("\n")
+        before = _new_cell("markdown", before_text, self.role_before, minor)
         at = 1 if nb.cells and _role(nb.cells[0]) == "colab-badge" else 0
         nb.cells.insert(at, before)
-        nb.cells.append(_new_cell("markdown", self._text(HANDIN_FILE), ROLE_HANDIN_TEXT, minor))
-        nb.cells.append(_new_cell("code", self_check_source(nb), ROLE_SELF_CHECK, minor))
+        nb.cells.append(_new_cell("markdown", self._text(self.handin_file), self.role_handin, minor))
+        nb.cells.append(_new_cell("code", self_check_source(nb, self.self_check), self.role_self_check, minor))
         return nb, resources

@@ -191,6 +191,7 @@ def chain(*fns: Callable | None) -> Callable:
 
 # ---------------------------------------------------------------- Moodle export
 
+# (a synthetic class as Moodle would export it: names with diacritics test the intake's name folding)
 FIRST = ["Júlia", "Marc", "Núria", "Pau", "Laia", "Jordi", "Aina", "Arnau", "Mireia", "Oriol",
          "Èlia", "Guillem", "Carla", "Biel", "Queralt", "Roger", "Martina", "Àlex", "Berta", "Ferran"]
 LAST = ["Puig", "Soler", "Vidal", "Ferrer", "Serra", "Roca", "Mas", "Font", "Casals", "Pujol",

@@ -11,7 +11,8 @@ from pathlib import Path
 MOODLE_RE = re.compile(r"^(?P<name>.+?)_(?P<pid>\d+)_assignsubmission_(?P<plugin>[a-z0-9]+)_(?P<rest>.*)$", re.DOTALL)
 JUNK_DIRS = {"__MACOSX", ".ipynb_checkpoints", ".git", "__pycache__"}
 JUNK_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}
-# What students and their tools add to a notebook's name.
+# What students and their tools add to a notebook's name (Colab's "Copy of" in the languages it speaks:
+# recognised, never written).
 COPY_PREFIX = re.compile(r"^(copy of|copia de|còpia de|copie de|kopie von|copia di)\s+", re.IGNORECASE)
 COPY_SUFFIX = re.compile(r"(\s*\(\d+\)|\s*-\s*(copy|copia|còpia)(\s*\d+)?|[\s_-]+(copy|copia|còpia)\d*)$", re.IGNORECASE)
 

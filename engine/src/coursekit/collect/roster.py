@@ -15,6 +15,8 @@ from pathlib import Path
 from coursekit.collect.names import fold, sanitise_id
 from coursekit.paths import CourseError
 
+# Column headers as Moodle and teachers write them, in several languages (recognised, never written:
+# the only non-English words the engine holds besides those of collect/names.py).
 ROSTER_COLUMNS = {
     "student_id": ("student_id", "student", "nbgrader_id", "id"),
     "full_name": ("full_name", "full name", "fullname", "name", "nom complet", "nom"),

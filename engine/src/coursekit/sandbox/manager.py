@@ -35,21 +35,21 @@ import uuid
 from jupyter_client.manager import AsyncKernelManager
 from nbclient.util import run_sync
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Integer, List, Unicode, default
 
 from ._enter import SandboxError
 # The parts of a sandboxed kernel live in sibling modules (spec: what a sandbox is; launch: starting
 # and tearing down; output: bounded output); their names stay importable from here, where
 # configs, other modules and the tests have always found them.
 from .launch import SandboxProvisioner, WarmProcess, WarmUnavailable, _sweep_rundirs
-from .output import CappedIOPubChannel, SandboxKernelClient, _BoundedSockets
+from .output import OUTPUT_NOTICES, CappedIOPubChannel, SandboxKernelClient, _BoundedSockets
 from .spec import (_ENTER_SCRIPT, BWRAP_VARIABLE, DISABLE_VARIABLE, FIXED_ENV, PASS_ENV, PER_KERNEL_ENV,
                    WARM_VARIABLE, Submission, build_spec, check_interpreter, check_workdir, course_layout,
                    disabled, kernel_env, python_paths, submission_of)
 
 __all__ = ["SandboxKernelManager", "SandboxExecute", "wrap_command",
            "SandboxProvisioner", "WarmProcess", "WarmUnavailable",
-           "CappedIOPubChannel", "SandboxKernelClient",
+           "CappedIOPubChannel", "SandboxKernelClient", "OUTPUT_NOTICES",
            "BWRAP_VARIABLE", "DISABLE_VARIABLE", "WARM_VARIABLE", "FIXED_ENV", "PASS_ENV", "PER_KERNEL_ENV",
            "Submission", "SandboxError", "build_spec", "check_interpreter", "check_workdir", "course_layout",
            "disabled", "kernel_env", "python_paths", "submission_of"]
@@ -81,6 +81,9 @@ class SandboxKernelManager(_BoundedSockets, AsyncKernelManager):
                               help="output messages a kernel may send in all before the rest is dropped")
     output_cell_messages = Integer(5_000, config=True,
                                    help="output messages one cell may send before the rest of its output is dropped")
+    output_notices = Dict(OUTPUT_NOTICES, config=True,
+                          help="what the note in place of dropped output says (keys of OUTPUT_NOTICES; "
+                               "keys left out keep the English default)")
     extra_ro_paths = List(Unicode(), config=True, help="more host paths the kernel may read (datasets, ...)")
     pass_env = List(Unicode(), config=True, help="more environment variables passed to the kernel")
     use_warm = Bool(True, config=True, help="use the warm fork server when one is running")
@@ -117,6 +120,7 @@ class SandboxKernelManager(_BoundedSockets, AsyncKernelManager):
             kc.output_limit = self.output_limit_mb * 2**20
             kc.output_messages = self.output_messages
             kc.output_cell_messages = self.output_cell_messages
+            kc.output_notices = dict(self.output_notices)
             if self.interrupt_floods:
                 kc.on_flood = self.interrupt_kernel
         return kc

@@ -28,6 +28,16 @@ def _content_size(content) -> int:
     return 8
 
 
+# The note that takes the place of dropped output, in English unless the course sets its own words
+# (``c.SandboxKernelManager.output_notices``): ``cut`` wraps one of the others ({what}).
+OUTPUT_NOTICES = {
+    "cut": "\n[output truncated: {what}; the rest was not saved]\n",
+    "notebook_bytes": "this notebook wrote more than {mb} MB",
+    "notebook_messages": "this notebook sent more than {count} outputs",
+    "cell_messages": "this cell sent more than {count} outputs",
+}
+
+
 class CappedIOPubChannel(AsyncZMQSocketChannel):
     """IOPub channel that stops passing output on once a kernel has sent more
     than ``limit`` bytes, or more than ``max_messages`` output messages in all or
@@ -38,7 +48,8 @@ class CappedIOPubChannel(AsyncZMQSocketChannel):
 
     Past a cap:
     * the first dropped output of a cell (or of the notebook) becomes a note
-      (Catalan) that says what was cut;
+      that says what was cut (``notices``: the kernel manager's ``output_notices``,
+      the course's words);
     * a cell past its own cap is interrupted once (``on_flood``, set by the
       kernel manager): the flood costs its author the rest of that cell, not
       minutes of the grader's time reading messages it drops (nbgrader fails a
@@ -56,10 +67,11 @@ class CappedIOPubChannel(AsyncZMQSocketChannel):
     used = 0
     notified = False  # the byte or notebook-message cap was announced
     on_flood = None   # called once per cell that goes past its own cap (interrupts the kernel)
+    notices = OUTPUT_NOTICES  # what the notes say (SandboxKernelManager.output_notices)
 
     def _cut(self, msg: dict, text: str) -> dict:
         msg["msg_type"] = msg["header"]["msg_type"] = "stream"
-        msg["content"] = {"name": "stderr", "text": f"\n[sortida truncada: {text}; la resta no s'ha desat]\n"}
+        msg["content"] = {"name": "stderr", "text": self.notices["cut"].format(what=text)}
         return msg
 
     def _flooded(self, cell: str) -> None:
@@ -101,11 +113,11 @@ class CappedIOPubChannel(AsyncZMQSocketChannel):
         if announce and (over_bytes or over_notebook) and not self.notified:
             self.notified = True
             self._cell_notified.add(cell)
-            return self._cut(msg, f"aquest quadern ha escrit més de {self.limit // 2**20} MB"
-                             if over_bytes else f"aquest quadern ha enviat més de {self.max_messages} sortides")
+            return self._cut(msg, self.notices["notebook_bytes"].format(mb=self.limit // 2**20)
+                             if over_bytes else self.notices["notebook_messages"].format(count=self.max_messages))
         if announce and over_cell and cell not in self._cell_notified:
             self._cell_notified.add(cell)
-            return self._cut(msg, f"aquesta cel·la ha enviat més de {self.max_cell_messages} sortides")
+            return self._cut(msg, self.notices["cell_messages"].format(count=self.max_cell_messages))
         # past a limit: turn it into a message nbclient ignores
         msg["msg_type"] = msg["header"]["msg_type"] = "execute_input"
         msg["content"] = {"code": "", "execution_count": None}
@@ -148,6 +160,7 @@ class SandboxKernelClient(_BoundedSockets, AsyncKernelClient):
     output_messages = CappedIOPubChannel.max_messages
     output_cell_messages = CappedIOPubChannel.max_cell_messages
     on_flood = None  # set by SandboxKernelManager.client: interrupts the kernel
+    output_notices = None  # set by SandboxKernelManager.client: the course's words for the notes
 
     @property
     def iopub_channel(self):
@@ -156,4 +169,5 @@ class SandboxKernelClient(_BoundedSockets, AsyncKernelClient):
         channel.max_messages = self.output_messages
         channel.max_cell_messages = self.output_cell_messages
         channel.on_flood = self.on_flood
+        channel.notices = {**OUTPUT_NOTICES, **(self.output_notices or {})}
         return channel
