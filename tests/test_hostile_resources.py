@@ -72,41 +72,21 @@ def _finish(name, course, variants, grade, feedback) -> Run:
                gradebook.autograded_tests(course, ASSIGNMENT), grade[1] + feedback[1], grade[0], feedback[0])
 
 
-def _plain(root: Path) -> Run:
-    course, variants = _prepare(root)
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory) -> Run:
+    course, variants = _prepare(tmp_path_factory.mktemp("plain") / "course")
     grade = _timed([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT], course)
     feedback = _timed([sys.executable, "-m", "nbgrader", "generate_feedback", ASSIGNMENT], course)
     return _finish("nbgrader", course, variants, grade, feedback)
 
 
-def _coursekit(root: Path) -> Run:
-    course, variants = _prepare(root)
+@pytest.fixture(scope="module")
+def coursekit_run(tmp_path_factory) -> Run:
+    course, variants = _prepare(tmp_path_factory.mktemp("coursekit") / "course")
     ck = [sys.executable, "-m", "coursekit", "--course", str(course.root)]
     grade = _timed(ck + ["grade", ASSIGNMENT, "--jobs", "2"], course)
     feedback = _timed(ck + ["report", ASSIGNMENT], course)
     return _finish("coursekit", course, variants, grade, feedback)
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Run]:
-    """Both pipelines, each in its own course, graded side by side: plain nbgrader grades one submission at
-    a time (one core), so it runs while coursekit grade runs."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {"plain_run": pool.submit(_plain, tmp_path_factory.mktemp("plain") / "course"),
-                   "coursekit_run": pool.submit(_coursekit, tmp_path_factory.mktemp("coursekit") / "course")}
-        return {key: future.result() for key, future in futures.items()}
-
-
-@pytest.fixture(scope="module")
-def plain_run(runs) -> Run:
-    return runs["plain_run"]
-
-
-@pytest.fixture(scope="module")
-def coursekit_run(runs) -> Run:
-    return runs["coursekit_run"]
 
 
 @pytest.fixture(scope="module", params=["plain_run", "coursekit_run"])
