@@ -137,42 +137,25 @@ def _finish(name, course, variants, before, output, wall) -> Run:
                output, wall)
 
 
-def _graded(name: str, root: Path, port: int, argv) -> Run:
-    """One pipeline: its own scratch course with the corpus, graded once by ``argv(course)``."""
-    course, variants = _prepare(root, port)
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory, listener) -> Run:
+    course, variants = _prepare(tmp_path_factory.mktemp("plain") / "course", listener.port)
     before = _tree(course)
     start = time.monotonic()
-    proc = subprocess.run(argv(course), cwd=course.root, capture_output=True, text=True, timeout=RUN_TIMEOUT,
-                          env=_env())
-    return _finish(name, course, variants, before, proc.stdout + proc.stderr, time.monotonic() - start)
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT], cwd=course.root,
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT, env=_env())
+    return _finish("nbgrader autograde", course, variants, before, proc.stdout + proc.stderr,
+                   time.monotonic() - start)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, listener) -> dict[str, Run]:
-    """Both pipelines, each in its own course, graded side by side: plain nbgrader grades one submission at
-    a time (one core, and the never-ending cell sleeps its 30 s), so it runs while coursekit grade runs."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    pipelines = {
-        "plain_run": ("nbgrader autograde", lambda course: [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT]),
-        "coursekit_run": ("coursekit grade", lambda course: [sys.executable, "-m", "coursekit", "--course",
-                                                             str(course.root), "grade", ASSIGNMENT]),
-    }
-    with ThreadPoolExecutor(max_workers=len(pipelines)) as pool:
-        futures = {key: pool.submit(_graded, name, tmp_path_factory.mktemp(key.split("_")[0]) / "course",
-                                    listener.port, argv)
-                   for key, (name, argv) in pipelines.items()}
-        return {key: future.result() for key, future in futures.items()}
-
-
-@pytest.fixture(scope="module")
-def plain_run(runs) -> Run:
-    return runs["plain_run"]
-
-
-@pytest.fixture(scope="module")
-def coursekit_run(runs) -> Run:
-    return runs["coursekit_run"]
+def coursekit_run(tmp_path_factory, listener) -> Run:
+    course, variants = _prepare(tmp_path_factory.mktemp("coursekit") / "course", listener.port)
+    before = _tree(course)
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "coursekit", "--course", str(course.root), "grade", ASSIGNMENT],
+                          cwd=course.root, capture_output=True, text=True, timeout=RUN_TIMEOUT, env=_env())
+    return _finish("coursekit grade", course, variants, before, proc.stdout + proc.stderr, time.monotonic() - start)
 
 
 @pytest.fixture(params=["plain_run", "coursekit_run"])
