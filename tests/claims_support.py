@@ -30,9 +30,17 @@ def cpu_kernel_supported(env: dict) -> bool:
     want = env.get("ATEN_CPU_CAPABILITY")
     if not want:
         return True
-    got = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
-                         env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout.strip()
-    return got.lower() == want.lower()
+    if want not in _CAPABILITY:
+        _CAPABILITY[want] = _capability_with(env)
+    return _CAPABILITY[want].lower() == want.lower()
+
+
+_CAPABILITY: dict = {}  # ATEN_CPU_CAPABILITY asked -> the one torch runs with (one probe process each)
+
+
+def _capability_with(env: dict) -> str:
+    return subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                          env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def _own_kernel(env: dict) -> bool:
@@ -43,21 +51,68 @@ def _own_kernel(env: dict) -> bool:
     return bool(want) and torch.backends.cpu.get_cpu_capability().lower() == want.lower()
 
 
+def _skip_reason(env: dict, threads: int) -> str | None:
+    """Why the float-order variant (``env``, ``threads``) is not run here, or None."""
+    if threads == 1 and _own_kernel(env):  # asked before starting a process to probe the kernel
+        return (f"{env['ATEN_CPU_CAPABILITY']} with one thread is this process's own float order: "
+                "the in-process runs of the same seeds judged it")
+    if not cpu_kernel_supported(env):
+        return f"this CPU has no {env['ATEN_CPU_CAPABILITY']} kernels"
+    return None
+
+
+def _start(script: Path, seeds, env: dict, threads: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(script), "--threads", str(threads), *map(str, seeds)],
+                            env={**os.environ, **env, "COURSE_MODE": "fast"}, cwd=Path(script).parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# Variants started ahead (see start_single_thread_variants): (script, seeds, env, threads) -> process.
+_STARTED: dict = {}
+
+
+def _key(script: Path, seeds, env: dict, threads: int):
+    return (str(script), tuple(seeds), tuple(sorted(env.items())), threads)
+
+
+def start_single_thread_variants(script: Path, seeds) -> None:
+    """Start now, in the background, the one-thread float-order variants of ``script`` that this machine runs,
+    so that they use the second core while this process computes its own runs on one thread (the variant's
+    test then waits for its process instead of starting it).  The same processes, arguments and judge as
+    :func:`run_in_subprocess` alone; the two-thread variant is not started ahead (it would take both cores).
+    :func:`stop_started` ends what no test waited for (tests deselected)."""
+    for _, env, threads in FLOAT_ORDER_VARIANTS:
+        key = _key(script, seeds, env, threads)
+        if threads == 1 and key not in _STARTED and _skip_reason(env, threads) is None:
+            _STARTED[key] = _start(script, seeds, env, threads)
+
+
+def stop_started() -> None:
+    """Kill and forget the processes started ahead that no test collected."""
+    while _STARTED:
+        _, proc = _STARTED.popitem()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
 def run_in_subprocess(script: Path, seeds, env: dict, threads: int, timeout: float = 900):
     """Run ``script`` as a claims script under ``env`` with ``threads`` math threads; return its runs.
 
     Skips when this CPU lacks the kernel ``env`` asks for; fails when the child did not run with the kernel
     and the number of threads it was asked for."""
-    if threads == 1 and _own_kernel(env):  # asked before starting a process to probe the kernel
-        pytest.skip(f"{env['ATEN_CPU_CAPABILITY']} with one thread is this process's own float order: "
-                    "the in-process runs of the same seeds judged it")
-    if not cpu_kernel_supported(env):
-        pytest.skip(f"this CPU has no {env['ATEN_CPU_CAPABILITY']} kernels")
-    proc = subprocess.run([sys.executable, str(script), "--threads", str(threads), *map(str, seeds)],
-                          env={**os.environ, **env, "COURSE_MODE": "fast"}, cwd=Path(script).parent,
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    reason = _skip_reason(env, threads)
+    if reason:
+        pytest.skip(reason)
+    proc = _STARTED.pop(_key(script, seeds, env, threads), None) or _start(script, seeds, env, threads)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stderr[-3000:]
+    report = json.loads(stdout.strip().splitlines()[-1])
     if "ATEN_CPU_CAPABILITY" in env:
         assert report["capability"].lower() == env["ATEN_CPU_CAPABILITY"].lower(), report["capability"]
     assert report["threads"] == threads

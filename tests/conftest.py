@@ -65,3 +65,41 @@ def module_course(tmp_path_factory) -> Course:
 @pytest.fixture
 def course(tmp_path) -> Course:
     return make_course(tmp_path / "course")
+
+
+@pytest.fixture(scope="session")
+def release_alone(tmp_path_factory):
+    """``run(assignment) -> (notebook, folder)``: the committed release notebook executed top to bottom, alone
+    in an empty folder and a fresh kernel, in fast mode and not under nbgrader (as a student first opens it in
+    Colab), errors allowed; ``folder`` is where it ran.  Each release runs once per session: the assignment's
+    module (every error comes from a blank) and test_student_guide (the self-check's report of the blank) read
+    the same run, each from its own copy.  Safe to call from several threads (one run per assignment)."""
+    import copy
+    import threading
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    runs: dict = {}
+    locks: dict = {}
+    guard = threading.Lock()
+
+    def run(assignment: str):
+        with guard:
+            lock = locks.setdefault(assignment, threading.Lock())
+        with lock:
+            if assignment not in runs:
+                (path,) = sorted((REPO / "release" / assignment).glob("*.ipynb"))
+                nb = nbformat.read(str(path), as_version=4)
+                work = tmp_path_factory.mktemp(f"alone-{assignment}") / "alone"
+                work.mkdir()
+                # the kernel's whole environment, given to it (not set in this process: other threads run too)
+                env = {k: v for k, v in os.environ.items() if k != "NBGRADER_EXECUTION"}
+                env["COURSE_MODE"] = "fast"
+                NotebookClient(nb, timeout=600, allow_errors=True, kernel_name="python3",
+                               resources={"metadata": {"path": str(work)}}).execute(env=env)
+                runs[assignment] = (nb, work)
+        nb, work = runs[assignment]
+        return copy.deepcopy(nb), work
+
+    return run

@@ -185,18 +185,10 @@ def test_release_has_four_blanks_and_nothing_hidden():
         assert _nbg(cell)["locked"] and not _nbg(cell)["grade"], filename
 
 
-def test_release_alone_fails_only_in_the_blanks(tmp_path, monkeypatch):
+def test_release_alone_fails_only_in_the_blanks(release_alone):
     """The release, alone in a folder and a fresh kernel (fast mode), runs top to bottom; every error is the
     stub's NotImplementedError raised from the answer cell's code (through the tests and the BN training)."""
-    from nbclient import NotebookClient
-
-    nb = _read(RELEASE)
-    work = tmp_path / "alone"
-    work.mkdir()
-    monkeypatch.setenv("COURSE_MODE", "fast")
-    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
-    NotebookClient(nb, timeout=300, allow_errors=True, kernel_name="python3",
-                   resources={"metadata": {"path": str(work)}}).execute()
+    nb, work = release_alone(ASSIGNMENT)  # run once per session (conftest), shared with the student guide's test
     answer_count = classgen.cell_by_grade_id(nb, "bn1d_impl").execution_count
     failing = []
     for cell in nb.cells:

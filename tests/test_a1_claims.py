@@ -48,7 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a scrip
 
 from assignment_checks import nbg, read_nb  # noqa: E402
 from claims_support import (FLOAT_ORDER_VARIANTS, VARIANT_IDS, notebook_fixture, notebook_runs,  # noqa: E402
-                            run_in_subprocess, script_main)
+                            run_in_subprocess, script_main, start_single_thread_variants, stop_started)
 from conftest import REPO, shared_module  # noqa: E402
 
 from coursekit import classgen  # noqa: E402
@@ -151,9 +151,11 @@ def notebook():
 
 @pytest.fixture(scope="module")
 def runs(notebook):
+    start_single_thread_variants(Path(__file__), VARIANT_SEEDS)  # on the other core meanwhile
     out = claim_runs(notebook, SEEDS)
     print("\n" + table(out))  # shown with pytest -s: the numbers behind the claims
-    return out
+    yield out
+    stop_started()
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -157,19 +157,11 @@ def test_release_has_eight_blanks_and_nothing_hidden():
         (REPO / "notebooks" / "course_utils.py").read_text(encoding="utf-8").rstrip("\n")
 
 
-def test_release_alone_fails_only_in_the_blanks(tmp_path, monkeypatch):
+def test_release_alone_fails_only_in_the_blanks(release_alone):
     """The release, alone in a folder and a fresh kernel (fast mode), runs top to bottom; every error is the
     stub's NotImplementedError raised from an answer cell's code (through the test cells), and the
     experiment of part 3, which does not depend on the answers, runs and plots."""
-    from nbclient import NotebookClient
-
-    nb = _read(RELEASE)
-    work = tmp_path / "alone"
-    work.mkdir()
-    monkeypatch.setenv("COURSE_MODE", "fast")
-    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
-    NotebookClient(nb, timeout=300, allow_errors=True, kernel_name="python3",
-                   resources={"metadata": {"path": str(work)}}).execute()
+    nb, work = release_alone(ASSIGNMENT)  # run once per session (conftest), shared with the student guide's test
     answer_counts = {classgen.cell_by_grade_id(nb, a).execution_count for a in ANSWERS}
     failing = []
     for cell in nb.cells:

@@ -38,7 +38,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: conftest and the helpers
 from assignment_checks import nbg, read_nb  # noqa: E402
-from claims_support import FLOAT_ORDER_VARIANTS, VARIANT_IDS, run_in_subprocess, script_main  # noqa: E402
+from claims_support import (FLOAT_ORDER_VARIANTS, VARIANT_IDS, run_in_subprocess, script_main,  # noqa: E402
+                            start_single_thread_variants, stop_started)
 from conftest import REPO, shared_module  # noqa: E402
 
 from coursekit import classgen  # noqa: E402
@@ -132,9 +133,11 @@ def notebook():
 
 @pytest.fixture(scope="module")
 def runs(notebook):
+    start_single_thread_variants(Path(__file__), VARIANT_SEEDS)  # on the other core meanwhile
     out = claim_runs(notebook, SEEDS)
     print("\n" + table(out))  # shown with pytest -s: the numbers behind the claims
-    return out
+    yield out
+    stop_started()
 
 
 def test_batchnorm_collapses_with_lots_of_two_on_every_seed(runs):

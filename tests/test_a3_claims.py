@@ -44,7 +44,7 @@ import pytest
 import torch
 
 from claims_support import (FLOAT_ORDER_VARIANTS, VARIANT_IDS, notebook_fixture, notebook_runs, run_in_subprocess,
-                            script_main)
+                            script_main, start_single_thread_variants, stop_started)
 from conftest import REPO
 
 NOTEBOOK = REPO / "source" / "a3_alexnet_bn" / "alexnet_bn.ipynb"
@@ -147,11 +147,13 @@ def notebook():
 
 @pytest.fixture(scope="module")
 def runs(notebook):
+    start_single_thread_variants(Path(__file__), VARIANT_SEEDS)  # on the other core meanwhile
     config = notebook["CONFIG"]
     assert config["lr"] in config["lr_sweep"] and max(config["lr_sweep"]) >= 4 * config["lr"]
     out = claim_runs(notebook, SEEDS)
     print("\n" + table(out))  # shown with pytest -s: the numbers behind the claims
-    return out
+    yield out
+    stop_started()
 
 
 # ---------------------------------------------------------------------------------------------------------

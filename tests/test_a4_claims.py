@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from claims_support import FLOAT_ORDER_VARIANTS, VARIANT_IDS, run_in_subprocess, script_main
+from claims_support import (FLOAT_ORDER_VARIANTS, VARIANT_IDS, run_in_subprocess, script_main,
+                            start_single_thread_variants, stop_started)
 from conftest import REPO, shared_module
 
 ASSIGNMENT = "a4_hyperparameters"
@@ -116,7 +117,9 @@ def _with_one_thread(fn, *args):
 
 @pytest.fixture(scope="module")
 def notebook():
-    return notebook_namespace()
+    start_single_thread_variants(Path(__file__), [])  # on the other core while this process measures
+    yield notebook_namespace()
+    stop_started()
 
 
 def test_random_search_beats_grid_at_equal_budget(notebook):

@@ -145,20 +145,12 @@ def _errors(nb):
                 yield cell, out
 
 
-def test_release_alone_fails_only_in_the_blanks(tmp_path, monkeypatch):
+def test_release_alone_fails_only_in_the_blanks(release_alone):
     """The release, alone in a folder and a fresh kernel (fast mode), runs top to bottom; every error is the
     stub's NotImplementedError raised from an answer cell's code, except the seed experiment, which needs
     the configuration that the (blank) search would have chosen. The experiments that do not depend on
     the answers (heat map, learning-rate range test) run and plot."""
-    from nbclient import NotebookClient
-
-    nb = _read(RELEASE)
-    work = tmp_path / "alone"
-    work.mkdir()
-    monkeypatch.setenv("COURSE_MODE", "fast")
-    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
-    NotebookClient(nb, timeout=300, allow_errors=True, kernel_name="python3",
-                   resources={"metadata": {"path": str(work)}}).execute()
+    nb, work = release_alone(ASSIGNMENT)  # run once per session (conftest), shared with the student guide's test
     answer_counts = {classgen.cell_by_grade_id(nb, a).execution_count for a in catalogue.ANSWERS}
     failing = []
     for cell, out in _errors(nb):

@@ -169,19 +169,11 @@ def test_release_validate_lists_exactly_the_blanks(tmp_path, monkeypatch):
     assert errors and set(errors) == {"NotImplementedError"}, errors
 
 
-def test_release_alone_fails_only_in_the_blanks(tmp_path, monkeypatch):
+def test_release_alone_fails_only_in_the_blanks(release_alone):
     """The release, alone in a folder and a fresh kernel (fast mode), runs top to bottom; every error is the
     stub's NotImplementedError raised from an answer cell's code; the demonstration that requires_grad=False
     does not freeze BN runs without any answer."""
-    from nbclient import NotebookClient
-
-    nb = _read(RELEASE)
-    work = tmp_path / "alone"
-    work.mkdir()
-    monkeypatch.setenv("COURSE_MODE", "fast")
-    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
-    NotebookClient(nb, timeout=300, allow_errors=True, kernel_name="python3",
-                   resources={"metadata": {"path": str(work)}}).execute()
+    nb, work = release_alone(ASSIGNMENT)  # run once per session (conftest), shared with the student guide's test
     answer_counts = {classgen.cell_by_grade_id(nb, g).execution_count for g in catalogue.CODE_ANSWERS}
     failing = []
     for cell in nb.cells:

@@ -42,17 +42,15 @@ def _role(cell):
 
 
 def _execute(nb, workdir) -> nbformat.NotebookNode:
+    """Run ``nb`` top to bottom in a fresh kernel started in ``workdir``, in fast mode and not under nbgrader
+    (the kernel's environment is given to it, this process's is left alone: several run at once)."""
     from nbclient import NotebookClient
 
     workdir.mkdir(parents=True, exist_ok=True)
-    env_before = os.environ.pop("NBGRADER_EXECUTION", None)
-    os.environ["COURSE_MODE"] = "fast"
-    try:
-        NotebookClient(nb, timeout=600, allow_errors=True, kernel_name="python3",
-                       resources={"metadata": {"path": str(workdir)}}).execute()
-    finally:
-        if env_before is not None:
-            os.environ["NBGRADER_EXECUTION"] = env_before
+    env = {k: v for k, v in os.environ.items() if k != "NBGRADER_EXECUTION"}
+    env["COURSE_MODE"] = "fast"
+    NotebookClient(nb, timeout=600, allow_errors=True, kernel_name="python3",
+                   resources={"metadata": {"path": str(workdir)}}).execute(env=env)
     return nb
 
 
@@ -75,20 +73,28 @@ def _status_lines(report: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory):
-    """{(assignment, who): executed notebook}: blank releases, solutions, one wrong A1 student."""
+def executed(tmp_path_factory, release_alone):
+    """{(assignment, who): executed notebook}: blank releases, solutions, one wrong A1 student.
+
+    Each notebook runs in its own kernel, two at a time (one per core: fast mode gives every kernel one
+    math thread), as a student would run it in Colab: fast mode, not under nbgrader. The blank releases are
+    the session's runs of conftest's ``release_alone`` (the assignments' modules read the same runs)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     course = Course.at(REPO)
     base = tmp_path_factory.mktemp("alone")
-    runs = {}
+    jobs = {}
     for assignment in ASSIGNMENTS:
-        runs[(assignment, "blank")] = _execute(_release(assignment), base / assignment / "blank")
         solution = next(v for v in classgen.catalogue(assignment) if v.student == "solution")
-        runs[(assignment, "solution")] = _execute(classgen.render(course, assignment, solution)[1],
-                                                  base / assignment / "solution")
+        jobs[(assignment, "solution")] = (classgen.render(course, assignment, solution)[1],
+                                          base / assignment / "solution")
     wrong = next(v for v in classgen.catalogue("a1_batchnorm1d") if v.student == WRONG_A1)
-    runs[("a1_batchnorm1d", WRONG_A1)] = _execute(classgen.render(course, "a1_batchnorm1d", wrong)[1],
-                                                  base / "a1" / WRONG_A1)
-    return runs
+    jobs[("a1_batchnorm1d", WRONG_A1)] = (classgen.render(course, "a1_batchnorm1d", wrong)[1], base / "a1" / WRONG_A1)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {(assignment, "blank"): pool.submit(lambda a: release_alone(a)[0], assignment)
+                   for assignment in ASSIGNMENTS}
+        futures.update({key: pool.submit(_execute, nb, workdir) for key, (nb, workdir) in jobs.items()})
+        return {key: future.result() for key, future in futures.items()}
 
 
 def test_every_release_opens_with_the_guide_and_ends_with_the_self_check():
