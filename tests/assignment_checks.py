@@ -1,8 +1,9 @@
-"""What the assignment test files (test_a1_*, test_a2_*, test_a3_*) share: reading
-nbgrader metadata, and grading a whole catalogue of generated submissions once
-with plain ``nbgrader autograde``."""
+"""What the assignment test files (test_a1_* ... test_a5_*, and the table of test_assignments.py) share:
+reading nbgrader metadata, an assignment's catalogue, and grading a whole catalogue of generated
+submissions once with plain ``nbgrader autograde`` (conftest's session fixture ``graded_catalogue``)."""
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -43,6 +44,12 @@ class GradedClass:
     def autograded(self, student: str, assignment: str, notebook: str) -> Path:
         return next(c.autograded / student / assignment / notebook for c in self.courses
                     if (c.autograded / student).is_dir())
+
+
+def catalogue_of(assignment: str):
+    """(variants, faked submissions) of an assignment's catalogue in the course's package."""
+    module = importlib.import_module(f"bncourse.classgen.{assignment}")
+    return list(module.VARIANTS), (list(module.faked()) if hasattr(module, "faked") else [])
 
 
 def grade_catalogue(root: Path, assignment: str, variants, parts: int = 2) -> GradedClass:

@@ -103,3 +103,23 @@ def release_alone(tmp_path_factory):
         return copy.deepcopy(nb), work
 
     return run
+
+
+@pytest.fixture(scope="session")
+def graded_catalogue(tmp_path_factory):
+    """``graded(assignment) -> GradedClass``: the assignment's whole catalogue and its faked submissions
+    generated and autograded once per session by plain nbgrader (two scratch courses graded side by side;
+    the course's configuration runs the trusted re-checks), read by the assignment's own module and by the
+    shared table of test_assignments.py."""
+    from assignment_checks import catalogue_of, grade_catalogue
+
+    graded: dict = {}
+
+    def grade(assignment: str):
+        if assignment not in graded:
+            variants, faked = catalogue_of(assignment)
+            graded[assignment] = grade_catalogue(tmp_path_factory.mktemp(f"graded-{assignment}"), assignment,
+                                                 variants + faked)
+        return graded[assignment]
+
+    return grade

@@ -13,20 +13,22 @@
   Catalan (which operation failed, then the original error).
 
 The claims of part 3 and of the model answer: tests/test_a2_claims.py.
+
+What every assignment shares (nbgrader validate, the release equal to a fresh generation, the
+catalogue's consistency, each variant's and faked submission's points, the same grading run) is one
+parametrised table in test_assignments.py; this module keeps what is particular to this assignment.
 """
 from __future__ import annotations
 
 import re
 
 import pytest
-from assignment_checks import grade_catalogue, wrong_points
 from assignment_checks import grade_cells as _test_cells, nbg as _nbg, outside_solutions as _outside_solutions, read_nb as _read
-from conftest import REPO, make_course, nbgrader, shared_module
+from conftest import REPO
 
 from coursekit import classgen, gradebook
 from bncourse.classgen import a2_batchnorm2d as catalogue
-from coursekit.paths import Course
-from coursekit.release import BADGE_ROLE, release_differences
+from coursekit.release import BADGE_ROLE
 
 ASSIGNMENT = "a2_batchnorm2d"
 NOTEBOOK = "batchnorm2d.ipynb"
@@ -106,18 +108,8 @@ def test_hidden_tools_are_identical_within_each_part():
         assert not any(f"nn.{k}(" in text for k in ("BatchNorm2d", "LayerNorm", "GroupNorm"))
 
 
-def test_source_passes_nbgrader_validate(tmp_path):
-    course = make_course(tmp_path / "course", [ASSIGNMENT])
-    proc = nbgrader(course, "validate", str(course.source / ASSIGNMENT / NOTEBOOK))
-    assert "Success! Your notebook passes all the tests." in proc.stdout, proc.stdout + proc.stderr
-
-
 # ---------------------------------------------------------------------------------------------------------
 # the committed release
-
-def test_release_equals_a_fresh_generation():
-    assert release_differences(Course.at(REPO), [ASSIGNMENT]) == []
-
 
 def test_release_has_eight_blanks_and_nothing_hidden():
     source, release = _read(SOURCE), _read(RELEASE)
@@ -182,10 +174,8 @@ def test_release_alone_fails_only_in_the_blanks(release_alone):
 # the catalogue of generated submissions
 
 def test_catalogue_is_consistent():
-    students = [v.student for v in VARIANTS]
-    assert len(set(students)) == len(students)
-    assert students[:2] == ["solution", "blank"]
-    assert set(catalogue.TESTS) == {_nbg(c)["grade_id"] for c in _test_cells(_read(SOURCE))}
+    # what every catalogue must be (unique students, solution and blank first, the source's test cells)
+    # is checked for all five in test_assignments.py; here, what this assignment's must hold
     solutions = {a: catalogue.solution(a) for a in ANSWERS}
     full_marks = [v for v in VARIANTS if v.fails == frozenset() and v.student != "solution"]
     assert len(full_marks) >= 2
@@ -200,7 +190,7 @@ def test_catalogue_is_consistent():
         if v.fails != "all":
             assert set(v.fails) < set(catalogue.TESTS), v.student  # a mistake never costs everything
     mistakes = (set(catalogue._layer_mistakes()) | set(catalogue._function_mistakes()) | set(catalogue._norm_mistakes())
-                | set(students))
+                | {v.student for v in VARIANTS})
     required = {"per_image_stats", "biased_running_var", "eps_outside_sqrt", "batch_stats_in_eval",
                 "dx_missing_xhat_term", "dgamma_not_summed_over_hw", "backward_calls_autograd",
                 "delegates_f_batch_norm", "subclass_batchnorm2d", "wraps_batchnorm2d", "patched_allclose",
@@ -220,10 +210,10 @@ def test_catalogue_is_consistent():
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """The whole catalogue generated and autograded once by plain nbgrader (two scratch courses graded
-    side by side)."""
-    return grade_catalogue(tmp_path_factory.mktemp("graded"), ASSIGNMENT, VARIANTS)
+def graded(graded_catalogue):
+    """The whole catalogue (and its faked submissions) graded once by plain nbgrader, shared with the
+    table of test_assignments.py (conftest's ``graded_catalogue``)."""
+    return graded_catalogue(ASSIGNMENT)
 
 
 def test_gradebook_lists_the_tests_of_the_notebook(graded):
@@ -232,18 +222,6 @@ def test_gradebook_lists_the_tests_of_the_notebook(graded):
         assert tuple(gradebook.autograded_tests(course, ASSIGNMENT)) == catalogue.TESTS
     assert set(scores) == {v.student for v in VARIANTS}
     assert maxima[QUESTION] == 3 and all(maxima[t] > 0 for t in catalogue.TESTS)
-
-
-def test_solution_gets_every_point_and_blank_none(graded):
-    scores, maxima = graded.scores, graded.maxima
-    assert {t: scores["solution"][t] for t in catalogue.TESTS} == {t: maxima[t] for t in catalogue.TESTS}
-    assert sum(scores["blank"][t] for t in catalogue.TESTS) == 0
-
-
-@pytest.mark.parametrize("variant", VARIANTS, ids=[v.student for v in VARIANTS])
-def test_variant_gets_exactly_its_points(graded, variant):
-    wrong = wrong_points(graded, variant, catalogue.TESTS)
-    assert not wrong, f"{variant.student} ({variant.description}): {wrong}"
 
 
 def _errors(graded, student):

@@ -12,20 +12,23 @@
   graded ONCE by `nbgrader autograde` in a scratch course: each variant gets
   exactly the test cells its ``fails`` set allows, read from the gradebook; the
   graded solution ran whole and its printed comparison shows what the prose says.
+
+What every assignment shares (nbgrader validate, the release equal to a fresh generation, the
+catalogue's consistency, each variant's and faked submission's points, the same grading run) is one
+parametrised table in test_assignments.py; this module keeps what is particular to this assignment.
 """
 from __future__ import annotations
 
 import re
 
 import pytest
-from assignment_checks import grade_catalogue, wrong_points
 from assignment_checks import grade_cells as _test_cells, nbg as _nbg, read_nb as _read
 from conftest import REPO, make_course, nbgrader
 
 from coursekit import classgen, gradebook
 from bncourse.classgen import a3_alexnet_bn as catalogue
 from coursekit.paths import Course
-from coursekit.release import BADGE_ROLE, release_differences
+from coursekit.release import BADGE_ROLE
 
 ASSIGNMENT = "a3_alexnet_bn"
 NOTEBOOK = "alexnet_bn.ipynb"
@@ -125,10 +128,6 @@ def test_written_answers_carry_a_rubric_and_their_questions_ask_for_numbers():
 # ---------------------------------------------------------------------------------------------------------
 # the committed release
 
-def test_release_equals_a_fresh_generation():
-    assert release_differences(Course.at(REPO), [ASSIGNMENT]) == []
-
-
 def test_release_has_the_blanks_and_nothing_hidden():
     source, release = _read(SOURCE), _read(RELEASE)
     text = RELEASE.read_text(encoding="utf-8")
@@ -190,10 +189,8 @@ def test_release_alone_fails_only_in_the_blanks(release_alone):
 # the catalogue of generated submissions
 
 def test_catalogue_is_consistent():
-    students = [v.student for v in VARIANTS]
-    assert len(set(students)) == len(students)
-    assert students[:2] == ["solution", "blank"]
-    assert set(catalogue.TESTS) == {_nbg(c)["grade_id"] for c in _test_cells(_read(SOURCE))}
+    # what every catalogue must be (unique students, solution and blank first, the source's test cells)
+    # is checked for all five in test_assignments.py; here, what this assignment's must hold
     answer_ids = set(catalogue.CODE_ANSWERS) | set(catalogue.WRITTEN_ANSWERS)
     correct = [v for v in VARIANTS if v.fails == frozenset() and v.student != "solution"]
     assert len(correct) >= 3
@@ -213,10 +210,10 @@ def test_catalogue_is_consistent():
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """The whole catalogue generated and autograded once by plain nbgrader (two scratch courses graded
-    side by side)."""
-    return grade_catalogue(tmp_path_factory.mktemp("graded"), ASSIGNMENT, VARIANTS)
+def graded(graded_catalogue):
+    """The whole catalogue (and its faked submissions) graded once by plain nbgrader, shared with the
+    table of test_assignments.py (conftest's ``graded_catalogue``)."""
+    return graded_catalogue(ASSIGNMENT)
 
 
 def test_gradebook_lists_the_tests_of_the_notebook(graded):
@@ -225,18 +222,6 @@ def test_gradebook_lists_the_tests_of_the_notebook(graded):
         assert tuple(gradebook.autograded_tests(course, ASSIGNMENT)) == catalogue.TESTS
     assert set(scores) == {v.student for v in VARIANTS}
     assert maxima == POINTS
-
-
-def test_solution_gets_every_point_and_blank_none(graded):
-    scores, maxima = graded.scores, graded.maxima
-    assert {t: scores["solution"][t] for t in catalogue.TESTS} == {t: maxima[t] for t in catalogue.TESTS}
-    assert sum(scores["blank"][t] for t in catalogue.TESTS) == 0
-
-
-@pytest.mark.parametrize("variant", VARIANTS, ids=[v.student for v in VARIANTS])
-def test_variant_gets_exactly_its_points(graded, variant):
-    wrong = wrong_points(graded, variant, catalogue.TESTS)
-    assert not wrong, f"{variant.student} ({variant.description}): {wrong}"
 
 
 def _outputs(nb, cell_id: str) -> tuple[str, list]:

@@ -21,13 +21,16 @@
   kernel passes every test cell, and the trusted re-check out of the kernel
   (``bncourse.checks.a5_modern_architectures``) takes exactly the points of
   the functions they faked.
+
+What every assignment shares (nbgrader validate, the release equal to a fresh generation, the
+catalogue's consistency, each variant's and faked submission's points, the same grading run) is one
+parametrised table in test_assignments.py; this module keeps what is particular to this assignment.
 """
 from __future__ import annotations
 
 import re
 
 import pytest
-from assignment_checks import check_faked_submission, grade_catalogue, wrong_points
 from assignment_checks import grade_cells as _test_cells, nbg as _nbg, read_nb as _read
 from conftest import REPO, make_course, nbgrader
 
@@ -35,7 +38,7 @@ from coursekit import classgen, gradebook
 from bncourse.classgen import a5_modern_architectures as catalogue
 from bncourse import ASSIGNMENTS
 from coursekit.paths import Course
-from coursekit.release import BADGE_ROLE, release_differences
+from coursekit.release import BADGE_ROLE
 
 ASSIGNMENT = "a5_modern_architectures"
 NOTEBOOK = "modern_architectures.ipynb"
@@ -116,10 +119,6 @@ def test_written_answers_have_a_rubric_that_adds_up():
 # ---------------------------------------------------------------------------------------------------------
 # the committed release
 
-def test_release_equals_a_fresh_generation():
-    assert release_differences(Course.at(REPO), [ASSIGNMENT]) == []
-
-
 def test_release_has_the_blanks_and_nothing_hidden():
     source, release = _read(SOURCE), _read(RELEASE)
     text = RELEASE.read_text(encoding="utf-8")
@@ -196,10 +195,8 @@ def test_release_alone_fails_only_in_the_blanks(release_alone):
 # the catalogue of generated submissions
 
 def test_catalogue_is_consistent():
-    students = [v.student for v in VARIANTS]
-    assert len(set(students)) == len(students)
-    assert students[:2] == ["solution", "blank"]
-    assert set(catalogue.TESTS) == {_nbg(c)["grade_id"] for c in _test_cells(_read(SOURCE))}
+    # what every catalogue must be (unique students, solution and blank first, the source's test cells)
+    # is checked for all five in test_assignments.py; here, what this assignment's must hold
     answer_ids = set(catalogue.CODE_ANSWERS) | set(catalogue.WRITTEN_ANSWERS)
     correct = [v for v in VARIANTS if v.fails == frozenset() and v.student != "solution"]
     assert len(correct) >= 2
@@ -218,10 +215,10 @@ def test_catalogue_is_consistent():
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """The whole catalogue and the faked submissions generated and autograded once by plain nbgrader (two
-    scratch courses graded side by side; the course's configuration runs the trusted re-checks)."""
-    return grade_catalogue(tmp_path_factory.mktemp("graded"), ASSIGNMENT, VARIANTS + FAKED)
+def graded(graded_catalogue):
+    """The whole catalogue (and its faked submissions) graded once by plain nbgrader, shared with the
+    table of test_assignments.py (conftest's ``graded_catalogue``)."""
+    return graded_catalogue(ASSIGNMENT)
 
 
 def test_gradebook_lists_the_tests_of_the_notebook(graded):
@@ -229,23 +226,6 @@ def test_gradebook_lists_the_tests_of_the_notebook(graded):
         assert tuple(gradebook.autograded_tests(course, ASSIGNMENT)) == catalogue.TESTS
     assert set(graded.scores) == {v.student for v in VARIANTS + FAKED}
     assert graded.maxima == POINTS
-
-
-def test_solution_gets_every_point_and_blank_none(graded):
-    scores, maxima = graded.scores, graded.maxima
-    assert {t: scores["solution"][t] for t in catalogue.TESTS} == {t: maxima[t] for t in catalogue.TESTS}
-    assert sum(scores["blank"][t] for t in catalogue.TESTS) == 0
-
-
-@pytest.mark.parametrize("variant", VARIANTS, ids=[v.student for v in VARIANTS])
-def test_variant_gets_exactly_its_points(graded, variant):
-    wrong = wrong_points(graded, variant, catalogue.TESTS)
-    assert not wrong, f"{variant.student} ({variant.description}): {wrong}"
-
-
-@pytest.mark.parametrize("variant", FAKED, ids=[v.student for v in FAKED])
-def test_faked_submission_loses_exactly_the_points_it_faked(graded, variant):
-    check_faked_submission(graded, variant, catalogue.TESTS, ASSIGNMENT, NOTEBOOK)
 
 
 def _text(nb, cell_id: str) -> str:
