@@ -8,10 +8,7 @@
 - the catalogue of generated submissions (bncourse.classgen.a1_batchnorm1d),
   graded ONCE by plain `nbgrader autograde` (two scratch courses side by side): each variant gets
   exactly the test cells its ``fails`` set allows, read from the gradebook.
-
-What every assignment shares (nbgrader validate, the release equal to a fresh generation, the
-catalogue's consistency, each variant's and faked submission's points, the same grading run) is one
-parametrised table in test_assignments.py; this module keeps what is particular to this assignment.
+(What all five share is the table of test_assignments.py; here, what is this assignment's own.)
 """
 from __future__ import annotations
 

@@ -13,10 +13,7 @@
   Catalan (which operation failed, then the original error).
 
 The claims of part 3 and of the model answer: tests/test_a2_claims.py.
-
-What every assignment shares (nbgrader validate, the release equal to a fresh generation, the
-catalogue's consistency, each variant's and faked submission's points, the same grading run) is one
-parametrised table in test_assignments.py; this module keeps what is particular to this assignment.
+(What all five share is the table of test_assignments.py; here, what is this assignment's own.)
 """
 from __future__ import annotations
 

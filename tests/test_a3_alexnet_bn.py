@@ -12,10 +12,7 @@
   graded ONCE by `nbgrader autograde` in a scratch course: each variant gets
   exactly the test cells its ``fails`` set allows, read from the gradebook; the
   graded solution ran whole and its printed comparison shows what the prose says.
-
-What every assignment shares (nbgrader validate, the release equal to a fresh generation, the
-catalogue's consistency, each variant's and faked submission's points, the same grading run) is one
-parametrised table in test_assignments.py; this module keeps what is particular to this assignment.
+(What all five share is the table of test_assignments.py; here, what is this assignment's own.)
 """
 from __future__ import annotations
 

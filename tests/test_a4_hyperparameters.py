@@ -14,10 +14,7 @@
   of the functions they faked;
 - the protocol: the search never iterates the test split, the chosen model is evaluated on it once;
 - the claims of the notebook on the generated data: test_a4_claims.py.
-
-What every assignment shares (nbgrader validate, the release equal to a fresh generation, the
-catalogue's consistency, each variant's and faked submission's points, the same grading run) is one
-parametrised table in test_assignments.py; this module keeps what is particular to this assignment.
+(What all five share is the table of test_assignments.py; here, what is this assignment's own.)
 """
 from __future__ import annotations
 

@@ -21,10 +21,7 @@
   kernel passes every test cell, and the trusted re-check out of the kernel
   (``bncourse.checks.a5_modern_architectures``) takes exactly the points of
   the functions they faked.
-
-What every assignment shares (nbgrader validate, the release equal to a fresh generation, the
-catalogue's consistency, each variant's and faked submission's points, the same grading run) is one
-parametrised table in test_assignments.py; this module keeps what is particular to this assignment.
+(What all five share is the table of test_assignments.py; here, what is this assignment's own.)
 """
 from __future__ import annotations
 
