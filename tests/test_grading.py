@@ -159,7 +159,7 @@ def test_each_graded_submission_records_its_phases(graded):
         assert kernel["mode"] in ("warm", "cold") and kernel["startup_ms"] > 0, kernel
         assert any(e["kind"] == events.TRUSTED_CHECKED and e["cells"] > 0 for e in log), log
     assert {"k_correct", "k_partial"} <= set(merged), merged
-    phases = bench.profile(course)
+    phases = bench.profile(course, A)
     assert phases["warm kernels"].endswith(f" of {len(merged)}"), phases
     assert phases["execution"] > 0 and phases["kernel start"] > 0 and phases["trusted checks"] > 0, phases
     assert phases["total"] > phases["execution"], phases  # each total holds its execution
