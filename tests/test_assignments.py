@@ -1,7 +1,7 @@
 """What every assignment of the series must do, one table for all five.
 
 Each row is an assignment (or one generated submission of its catalogue): the source passes
-``nbgrader validate``; the committed release equals a fresh generation; the catalogue is
+``nbgrader validate`` (A1, A2, A4; A3 and A5 validate their release in their own modules); the committed release equals a fresh generation; the catalogue is
 consistent (unique students, the solution and the blank first, exactly the source's test cells,
 at least two right answers in other styles, no mistake that costs everything); graded once by
 plain nbgrader (conftest's ``graded_catalogue``, shared with each assignment's own module), the
@@ -44,7 +44,9 @@ def _rows(kind: int):
     return rows
 
 
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+# A3 and A5 validate their release instead (their modules: exactly the blanks fail); validating their
+# source would execute their slowest solution notebooks once more (about 40 s each on 2 cores).
+@pytest.mark.parametrize("assignment", [a for a in ASSIGNMENTS if a not in ("a3_alexnet_bn", "a5_modern_architectures")])
 def test_source_passes_nbgrader_validate(tmp_path, assignment):
     course = make_course(tmp_path / "course", [assignment])
     proc = nbgrader(course, "validate", str(course.source / assignment / _source(assignment).name))
