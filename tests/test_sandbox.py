@@ -104,6 +104,8 @@ TEST_LIMITS = {"memory_mb": 768, "processes": 64, "file_size_mb": 16, "output_li
 
 def km_config(**traits) -> Config:
     c = Config()
+    # the warm path is tested with the module's own server (warm_server); cold kernels stay cold
+    c.SandboxKernelManager.start_warm_server = False
     for k, v in {**TEST_LIMITS, **traits}.items():
         setattr(c.SandboxKernelManager, k, v)
     return c

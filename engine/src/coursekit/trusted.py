@@ -181,7 +181,8 @@ class TrustedChecks(NbGraderPreprocessor):
         seconds = time.monotonic() - started
         self.log.info("trusted checks of %s/%s: %d cells, %.1f s%s", student, assignment, len(checked),
                       seconds, f" ({'; '.join(notes)})" if notes else "")
-        sub.record(events.TRUSTED_CHECKED, cells=len(checked), seconds=round(seconds, 3))
+        sub.record(events.TRUSTED_CHECKED, cells=len(checked), seconds=round(seconds, 3),
+                   child=getattr(self, "child_mode", None))
         return nb, resources
 
     def verdicts(self, registry: checks.AssignmentChecks, cells: list[str], findings: list[scan.Finding],
@@ -199,7 +200,8 @@ class TrustedChecks(NbGraderPreprocessor):
         result = run_student_code(cells, registry.probe_source, registry.target, spec,
                                   timeout=self.timeout, cell_timeout=self.cell_timeout, config=self.config,
                                   guard=registry.guard, preload=registry.preload)
-        notes = [f"child {result.wall:.1f} s"]
+        self.child_mode = result.mode
+        notes = [f"child {result.wall:.1f} s ({result.mode or 'never started'})"]
         answer = result.answer or {}
         probe = answer.get("probe")
         if result.failure or not isinstance(probe, dict):

@@ -44,6 +44,7 @@ class ChildResult:
     answer: dict | None      # the child's JSON answer, when one came back whole
     failure: str | None      # why no usable answer came back (English, for logs)
     wall: float              # seconds
+    mode: str | None = None  # how the child's kernel started: "warm", "cold" (None: it never started)
 
 
 def run_student_code(cells: list[str], probe: str, target, spec: dict, *,
@@ -71,15 +72,18 @@ def run_student_code(cells: list[str], probe: str, target, spec: dict, *,
         answer_path.touch(mode=0o666)
         os.chmod(answer_path, 0o666)  # the kernel may run as another uid (root graders)
         reader = os.open(answer_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        started: dict = {}
         try:
             try:
-                failure = _run_sync(_execute(folder, timeout, config))
+                failure = _run_sync(_execute(folder, timeout, config, started))
             except Exception as exc:  # SandboxError, a kernel that never came up: no sandbox, no run
                 failure = f"could not run the sandboxed kernel: {type(exc).__name__}: {exc}"
             wall = time.monotonic() - start
             if failure:
-                return ChildResult(None, failure, wall)
-            return _read_answer(reader, max_bytes, wall)
+                return ChildResult(None, failure, wall, started.get("mode"))
+            result = _read_answer(reader, max_bytes, wall)
+            result.mode = started.get("mode")
+            return result
         finally:
             os.close(reader)
     finally:
@@ -102,14 +106,16 @@ def _read_answer(fd: int, max_bytes: int, wall: float) -> ChildResult:
     return ChildResult(answer, None, wall)
 
 
-async def _execute(folder: Path, timeout: float, config) -> str | None:
-    """Start the kernel in ``folder``, run BOOT, wait for its reply; None when it replied."""
+async def _execute(folder: Path, timeout: float, config, started: dict) -> str | None:
+    """Start the kernel in ``folder``, run BOOT, wait for its reply; None when it replied.
+    ``started["mode"]``: how the kernel started (warm or cold)."""
     from coursekit.sandbox import SandboxKernelManager
 
     km = SandboxKernelManager(config=config) if config is not None else SandboxKernelManager()
     deadline = time.monotonic() + timeout
     env = {**os.environ, "NBGRADER_EXECUTION": "autograde", "COURSE_MODE": "fast"}
     await km.start_kernel(cwd=str(folder), env=env)
+    started["mode"] = km.sandbox_mode
     kc = km.client()
     kc.start_channels()
     try:

@@ -178,8 +178,12 @@ def run_checks(warm: bool = False) -> tuple[list[tuple[str, bool, str]], dict]:
         nb = nbformat.v4.new_notebook()
         nb.cells = [nbformat.v4.new_code_cell(code) for _, code in cells]
         nb.cells.append(nbformat.v4.new_code_cell("_report(True, 'kernel still answering')"))
+        from traitlets.config import Config
+
+        # cold means cold: no server of this process's own either
+        config = Config({"SandboxKernelManager": {"start_warm_server": bool(warm)}})
         client = NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True,
-                                kernel_manager_class=SandboxKernelManager,
+                                kernel_manager_class=SandboxKernelManager, config=config,
                                 resources={"metadata": {"path": str(paths["workdir"])}})
 
         def run():

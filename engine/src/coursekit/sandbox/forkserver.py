@@ -22,6 +22,7 @@ the connection kills the kernel and its sandbox.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import importlib
@@ -34,6 +35,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from . import _enter
@@ -276,6 +278,36 @@ class WarmServer:
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# The server of this process when a kernel manager started it itself (plain ``nbgrader autograde``,
+# where no ``coursekit grade`` run started one): one per process, at its first kernel, closed when
+# the process exits (the zygote also exits when its stdin, a pipe from this process, closes).
+_process_server: dict = {}
+_process_lock = threading.Lock()
+
+
+def process_server(log=None) -> str | None:
+    """The socket of this process's own warm server, started at the first call; None when it cannot
+    start (the reason is logged once, and every kernel of the process then starts cold, sandboxed the
+    same).  Every later kernel of the process, the notebook's and each trusted re-check's child,
+    forks from it instead of importing the course's libraries again."""
+    with _process_lock:
+        if "socket" not in _process_server:
+            try:
+                server = WarmServer()
+            except Exception as exc:  # noqa: BLE001 - cold kernels are the fallback, said once
+                _process_server["socket"] = None
+                if log is not None:
+                    log.warning("sandbox: no warm kernel server for this run (%s: %s); kernels start cold",
+                                type(exc).__name__, exc)
+            else:
+                _process_server["socket"] = server.socket
+                _process_server["server"] = server
+                atexit.register(server.close)
+                if log is not None:
+                    log.info("sandbox: warm kernel server started in %.1f s", server.startup_s)
+        return _process_server["socket"]
 
 
 @contextlib.contextmanager

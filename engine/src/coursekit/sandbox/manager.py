@@ -87,6 +87,11 @@ class SandboxKernelManager(_BoundedSockets, AsyncKernelManager):
     extra_ro_paths = List(Unicode(), config=True, help="more host paths the kernel may read (datasets, ...)")
     pass_env = List(Unicode(), config=True, help="more environment variables passed to the kernel")
     use_warm = Bool(True, config=True, help="use the warm fork server when one is running")
+    start_warm_server = Bool(True, config=True,
+                             help="when no warm fork server is running (plain `nbgrader autograde`), start "
+                                  "one for this process at its first kernel, so that every later kernel and "
+                                  "every trusted re-check's child fork warm instead of importing the course's "
+                                  "libraries again (`coursekit grade` starts its own for a whole run)")
     interrupt_floods = Bool(True, config=True,
                             help="interrupt a cell once its output goes past a cap (else it floods on, unseen, "
                                  "until it ends or times out)")
@@ -127,8 +132,15 @@ class SandboxKernelManager(_BoundedSockets, AsyncKernelManager):
 
     # -- configuration -> spec ------------------------------------------
     def warm_socket(self) -> str | None:
+        if not self.use_warm:
+            return None
         path = os.environ.get(WARM_VARIABLE)
-        return path if self.use_warm and path and os.path.exists(path) else None
+        if path:  # a run's server (`coursekit grade`, a Dask worker): that one or none
+            return path if os.path.exists(path) else None
+        if self.start_warm_server:
+            from .forkserver import process_server
+            return process_server(self.log)
+        return None
 
     def sandbox_spec(self, workdir: str, cmd: list[str], env: dict) -> dict:
         return build_spec(self, workdir, cmd, kernel_env(env, cmd, tuple(self.pass_env)), self._rundir)
