@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 
-from conftest import make_course, nbgrader
+from conftest import generated_course
 from coursekit import classgen, gradebook
 from coursekit.paths import Course
 
@@ -56,9 +56,8 @@ def grade_catalogue(root: Path, assignment: str, variants, parts: int = 2) -> Gr
     """Generate and autograde the catalogue once by plain nbgrader, split over ``parts`` scratch
     courses graded side by side (one nbgrader per core; each course has its own gradebook)."""
     groups = [variants[i::parts] for i in range(parts) if variants[i::parts]]
-    courses = [make_course(root / f"course{i}", [assignment]) for i in range(len(groups))]
+    courses = [generated_course(root / f"course{i}", [assignment]) for i in range(len(groups))]
     for course, group in zip(courses, groups):
-        nbgrader(course, "generate_assignment", assignment, "--force")
         classgen.write_class(course, assignment, group)
     # one math thread per kernel (tiny tensors, graders sharing the cores), as `coursekit grade`
     # does; the sandbox passes these variables to the kernel
@@ -72,7 +71,21 @@ def grade_catalogue(root: Path, assignment: str, variants, parts: int = 2) -> Gr
     scores: dict[str, dict[str, float]] = {}
     for course in courses:
         scores.update(gradebook.scores(course, assignment))
+    for course, group in zip(courses, groups):
+        assert_started_warm(course, assignment, [v.student for v in group])
     return GradedClass(courses, scores, gradebook.max_scores(courses[0], assignment))
+
+
+def assert_started_warm(course: Course, assignment: str, students) -> None:
+    """Every kernel of the run, the notebook's and each trusted re-check's child, forked from the warm server
+    that plain nbgrader started for itself: a silent fall-back to cold kernels fails here, not only slows."""
+    from coursekit import events
+
+    for student in students:
+        started = [e for e in events.read(course.root, assignment, student)
+                   if e.get("kind") in (events.KERNEL_STARTED, events.TRUSTED_CHECKED)]
+        modes = {(e["kind"], e.get("mode") or e.get("child")) for e in started}
+        assert modes and all(mode == "warm" for _, mode in modes), (student, sorted(modes, key=str))
 
 
 def wrong_points(graded: GradedClass, variant, tests) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """Shared fixtures: a scratch course (config + source/ + release/) per test
-module, and helpers that run nbgrader's real commands in it."""
+module, and helpers that run nbgrader's real commands in it; the suite's tiers
+(tests/tiers.py) and its time table (tests/timing.py)."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import timing
+import tiers
 from coursekit.nbrun import venv_env
 from coursekit.paths import Course
 
@@ -46,6 +49,28 @@ def make_course(dest: Path, assignments: list[str] | None = None) -> Course:
             if (REPO / folder / a).is_dir():
                 shutil.copytree(REPO / folder / a, dest / folder / a, dirs_exist_ok=True)
     return Course(dest.resolve())
+
+
+_GENERATED: dict = {}
+
+
+def generated_course(dest: Path, assignments: list[str]) -> Course:
+    """A scratch course at ``dest`` where ``nbgrader generate_assignment`` already ran for ``assignments``
+    (release/ and the gradebook's records of the assignments): generated once per test session in a
+    template course, then copied."""
+    key = tuple(assignments)
+    if key not in _GENERATED:
+        import atexit
+        import tempfile
+
+        template = Path(tempfile.mkdtemp(prefix="ck-generated-")) / "course"
+        atexit.register(shutil.rmtree, template.parent, True)
+        course = make_course(template, list(assignments))
+        for a in assignments:
+            nbgrader(course, "generate_assignment", a, "--force")
+        _GENERATED[key] = template
+    shutil.copytree(_GENERATED[key], dest, symlinks=True)
+    return Course(Path(dest).resolve())
 
 
 def nbgrader(course: Course, *args: str, check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess:
@@ -106,20 +131,40 @@ def release_alone(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def graded_catalogue(tmp_path_factory):
-    """``graded(assignment) -> GradedClass``: the assignment's whole catalogue and its faked submissions
-    generated and autograded once per session by plain nbgrader (two scratch courses graded side by side;
-    the course's configuration runs the trusted re-checks), read by the assignment's own module and by the
-    shared table of test_assignments.py."""
+def graded_catalogue(request, tmp_path_factory):
+    """``graded(assignment) -> GradedClass``: the submissions of the assignment's catalogue (variants and faked
+    submissions) that this session's selected tests read (``tiers.catalogue_needs``), generated and autograded
+    once per session by plain nbgrader (two scratch courses graded side by side; the course's configuration
+    runs the trusted re-checks on warm kernels), read by the assignment's own module, the shared table of
+    test_assignments.py and the grading modules that compare against it."""
     from assignment_checks import catalogue_of, grade_catalogue
 
     graded: dict = {}
 
     def grade(assignment: str):
         if assignment not in graded:
+            needed = tiers.session_needs(request.session.items, assignment) or set(tiers.CORE)
             variants, faked = catalogue_of(assignment)
+            chosen = [v for v in variants + faked if v.student in needed]
             graded[assignment] = grade_catalogue(tmp_path_factory.mktemp(f"graded-{assignment}"), assignment,
-                                                 variants + faked)
+                                                 chosen)
         return graded[assignment]
 
     return grade
+
+
+def pytest_addoption(parser):
+    parser.addoption("--times-json", default=None,
+                     help="write this run's seconds per module and tier as JSON (tests/time_budget.json's form)")
+
+
+def pytest_collection_modifyitems(config, items):
+    tiers.mark_tiers(items)
+
+
+def pytest_runtest_logreport(report):
+    timing.add(report)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    timing.summary(terminalreporter, config)

