@@ -1,19 +1,23 @@
 """``coursekit grade --scheduler``: grading on a Dask cluster equals serial nbgrader, survives a killed worker.
 
 A ``distributed.LocalCluster`` with two worker processes (one thread each, as
-one would start one worker per core) grades a small generated class of the real
-assignment 1 through the real command line; an identical copy of the course is
-graded by plain serial ``nbgrader autograde``; the tests read both gradebooks.
-Then the class is graded again with ``--force`` while one worker process is
-killed in the middle of a submission: the scheduler hands that submission to
-another worker and every grade comes out the same.
+one would start one worker per core) grades a small class of the real
+assignment 1 through the real command line: three students of the catalogue
+(``correct_rewritten``, ``biased_running_var``, ``solution``), a truncated
+notebook and an answer that asks for 3 GB (the run has ``--memory``).  Plain
+serial ``nbgrader autograde`` grades the same three submissions (same student
+ids, same answers) once per session in the graded catalogue (conftest's
+``graded_catalogue``): the tests compare with its gradebooks and autograded
+folders.  A second run skips what is graded and stops an answer that loops
+forever (``--timeout``).  Then the class is graded again with ``--force`` while
+one worker process is killed in the middle of a submission: the scheduler hands
+that submission to another worker and every grade comes out the same.  Every
+test that starts a cluster is in the thorough tier (the fixtures are ``@thorough``).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,15 +30,23 @@ distributed = pytest.importorskip("distributed")  # in requirements.txt; skip on
 
 from nbgrader.api import Gradebook  # noqa: E402
 
+from assignment_checks import catalogue_of  # noqa: E402
 from coursekit import classgen, dask_grading, events  # noqa: E402
 from coursekit.paths import Course  # noqa: E402
+from tiers import thorough  # noqa: E402
 
-from conftest import make_course, nbgrader  # noqa: E402
+from conftest import generated_course  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 A = "a1_batchnorm1d"
 ANSWER = "bn1d_impl"
+# catalogue students: full marks in another style, partial credit (fails test_running_var), full marks;
+# the first two are outside the quick sample, so the thorough session grades them once, here and in
+# the catalogue
+STUDENTS = ("correct_rewritten", "biased_running_var", "solution")
+HOG = "hog = bytearray(3 * 1024 ** 3)  # 3 GB\n"
+MEMORY_MB = 1500              # --memory of the first run: torch fits, 3 GB do not
 
 
 def _env() -> dict:
@@ -57,7 +69,22 @@ def auto_scores(course: Course) -> dict[str, dict[str, float | None]]:
                 for sub in gb.assignment_submissions(A)}
 
 
+def variants(*students: str) -> list[classgen.Variant]:
+    """The catalogue's own variants of ``students`` (the graded catalogue grades the same ones)."""
+    by_id = {v.student: v for v in catalogue_of(A)[0]}
+    return [by_id[s] for s in students]
+
+
+def nbgrader_scores(graded_class, students) -> dict[str, dict[str, float | None]]:
+    """What plain serial nbgrader stored for ``students`` in the graded catalogue, None kept."""
+    out: dict = {}
+    for course in graded_class.courses:
+        out.update({s: v for s, v in auto_scores(course).items() if s in students})
+    return out
+
+
 @pytest.fixture(scope="module")
+@thorough
 def cluster():
     # two worker processes with one thread each; the test process is their parent, so they inherit
     # COURSE_MODE=fast and the venv's PATH (a real cluster gets them from the coordinator's tasks)
@@ -69,71 +96,85 @@ def cluster():
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, cluster):
     root = tmp_path_factory.mktemp("dask")
-    course = make_course(root / "dask", [A])
-    nbgrader(course, "generate_assignment", A, "--force")
-    solution = classgen.solution_source(course, A, ANSWER)
-    partial = next(v for v in classgen.catalogue(A) if v.fails and v.fails != "all" and not v.mutate)
-    classgen.write_class(course, A, [
-        classgen.Variant("d_correct", "the instructor's solution", {ANSWER: solution}),
-        dataclasses.replace(partial, student="d_partial"),
-        classgen.Variant("d_third", "the solution again", {ANSWER: solution}),
-    ])
+    course = generated_course(root / "dask", [A])
+    classgen.write_class(course, A, variants(*STUDENTS))
     broken = course.submitted / "d_broken" / A / "batchnorm1d.ipynb"
     broken.parent.mkdir(parents=True)
     broken.write_text((course.release / A / "batchnorm1d.ipynb").read_text()[:700])  # truncated JSON
-    twin = Course(root / "serial")
-    shutil.copytree(course.root, twin.root)
-
-    first = coursekit(course, "--scheduler", cluster.scheduler_address)
-    saved = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        nbgrader(twin, "autograde", A, check=False)
-    finally:
-        if saved is None:
-            os.environ.pop("OMP_NUM_THREADS")
-        else:
-            os.environ["OMP_NUM_THREADS"] = saved
-    return {"course": course, "twin": twin, "first": first, "scores": auto_scores(course)}
+    # a submission that asks for more memory than --memory allows (torch and the notebook fit)
+    classgen.write_class(course, A, [classgen.Variant("d_hog", "too much memory", {ANSWER: HOG})])
+    first = coursekit(course, "--scheduler", cluster.scheduler_address, "--memory", str(MEMORY_MB))
+    return {"course": course, "first": first, "scores": auto_scores(course)}
 
 
-def test_dask_grades_equal_serial_nbgrader(graded):
+@pytest.mark.catalogue(A, *STUDENTS)
+def test_dask_grades_equal_serial_nbgrader(graded, graded_catalogue):
     first = graded["first"]
     assert first.returncode == 0, first.stdout + first.stderr
-    mine, theirs = dict(graded["scores"]), auto_scores(graded["twin"])
-    assert "d_broken" not in mine and all(v is None for v in theirs.pop("d_broken", {}).values())
-    assert set(mine) == set(theirs) == {"d_correct", "d_partial", "d_third"}, (sorted(mine), sorted(theirs))
+    serial = graded_catalogue(A)
+    mine, theirs = dict(graded["scores"]), nbgrader_scores(serial, STUDENTS)
+    mine.pop("d_hog")  # graded only here, under --memory (test below)
+    assert "d_broken" not in mine
+    assert set(mine) == set(theirs) == set(STUDENTS), (sorted(mine), sorted(theirs))
     for student in mine:
         assert mine[student] == theirs[student], (student, mine[student], theirs[student])
-    tests = [t for t in mine["d_correct"] if t.startswith("test_")]
-    assert all(mine["d_correct"][t] > 0 for t in tests)
-    assert any(mine["d_partial"][t] == 0 for t in tests)
+    tests = [t for t in mine["solution"] if t.startswith("test_")]
+    assert all(mine["solution"][t] > 0 for t in tests) and all(mine["correct_rewritten"][t] > 0 for t in tests)
+    assert any(mine["biased_running_var"][t] == 0 for t in tests)
     course = graded["course"]
     # the coordinator alone wrote autograded/ and the logs; the workers' copies are gone
     for student in mine:
         files = sorted(p.name for p in (course.autograded / student / A).iterdir())
-        assert files == sorted(p.name for p in (graded["twin"].autograded / student / A).iterdir()), student
+        nbgrader_folder = serial.autograded(student, A, "batchnorm1d.ipynb").parent
+        assert files == sorted(p.name for p in nbgrader_folder.iterdir()), student
         assert "batchnorm1d.ipynb" in files
         log = (course.state / "grading" / A / f"{student}.log").read_text()
         assert log.startswith("graded on Dask worker tcp://"), log[:200]
     assert not list(course.root.glob(".grading-w*.db"))
     # failures are reported as locally: the unreadable file listed with its cause, events recorded
-    assert "graded 3, skipped 0 (already graded), failed 1" in first.stdout, first.stdout
+    assert "graded 4, skipped 0 (already graded), failed 1" in first.stdout, first.stdout
     assert "d_broken" in first.stdout and "parse_error" in first.stdout, first.stdout
     assert "parse_error" in [e["kind"] for e in events.read(course.root, A, "d_broken")]
     # ... naming the course's own file, not the worker's copy of it
     assert str(course.submitted / "d_broken" / A / "batchnorm1d.ipynb") in first.stdout, first.stdout
     assert "dask-scratch-space" not in first.stdout
     # events the extensions recorded on the worker reached the course's log, after grading_started
-    kinds = [e["kind"] for e in events.read(course.root, A, "d_correct")]
+    kinds = [e["kind"] for e in events.read(course.root, A, "solution")]
     assert kinds and kinds[0] == "grading_started", kinds
-    assert f"grading {A}" in first.stderr and "ETA" in first.stderr and "4/4" in first.stderr
+    assert f"grading {A}" in first.stderr and "ETA" in first.stderr and "5/5" in first.stderr
 
 
-def test_resume_skips_what_is_graded(graded, cluster):
-    again = coursekit(graded["course"], "--scheduler", cluster.scheduler_address)
-    # the unreadable submission is retried (and fails again); the others are skipped
-    assert "graded 0, skipped 3 (already graded), failed 1" in again.stdout, again.stdout + again.stderr
+def test_resume_and_timeout_on_workers(graded, cluster):
+    """A second run: what is graded is skipped, the unreadable submission is retried (and fails again),
+    and --timeout stops a new submission that loops forever on its worker (no grade, a timeout event,
+    no process left)."""
+    course = graded["course"]
+    loop = "import time\nwhile True:\n    time.sleep(0.5)\n"
+    classgen.write_class(course, A, [classgen.Variant("d_loop", "loops", {ANSWER: loop})])
+    again = coursekit(course, "--scheduler", cluster.scheduler_address, "--timeout", "20")
+    out = again.stdout + again.stderr
+    assert again.returncode == 0, out
+    assert "graded 0, skipped 4 (already graded), failed 2" in again.stdout, out
+    assert "d_loop: timeout: grading took more than 20 s" in again.stdout, out
+    assert [e["kind"] for e in events.read(course.root, A, "d_broken")].count("parse_error") >= 2
+    # the submission's outcome is the timeout: the last event that is not bookkeeping (a kernel that
+    # finished starting while it was being stopped may still log its start afterwards)
+    kinds = [e["kind"] for e in events.read(course.root, A, "d_loop")]
+    assert [k for k in kinds if k not in events.QUIET][-1] == "timeout", kinds
+    assert events.GRADED not in kinds, kinds
+    assert auto_scores(course) == graded["scores"]
+    assert not (course.autograded / "d_loop").exists() or not any((course.autograded / "d_loop").rglob("*"))
+    assert not (course.state / "grading" / A / "d_loop.inflight").exists()
+    # the stopped submission left no kernel behind on its worker
+    import psutil
+    left = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any("d_loop" in part for part in p.info["cmdline"] or []):
+                left.append(p)
+        except psutil.Error:
+            continue
+    assert not left, left
 
 
 def _worker_pids(client) -> dict[str, int]:
@@ -143,7 +184,7 @@ def _worker_pids(client) -> dict[str, int]:
 def test_killed_worker_costs_a_retry_not_a_grade(graded, cluster):
     """A worker process killed while it grades: the scheduler gives the submission to another worker."""
     course = graded["course"]
-    students = ["d_correct", "d_partial", "d_third"]
+    students = list(STUDENTS)
     client = distributed.Client(cluster.scheduler_address, set_as_default=False)
     try:
         before = _worker_pids(client)
@@ -200,7 +241,7 @@ def test_scheduler_from_configuration_and_unreachable_scheduler(tmp_path):
 
     from coursekit.paths import CourseError
 
-    course = make_course(tmp_path / "c", [A])
+    course = generated_course(tmp_path / "c", [A])
     with (course.root / "nbgrader_config.py").open("a") as f:
         f.write('\nc.DaskGrading.scheduler = "tcp://127.0.0.1:9"\nc.DaskGrading.connect_timeout = 2\n')
     args = argparse.Namespace(scheduler=None, shared_course=None)
@@ -211,72 +252,53 @@ def test_scheduler_from_configuration_and_unreachable_scheduler(tmp_path):
         dask_grading.connect(choice["scheduler"], choice["connect_timeout"])
 
 
-def test_cluster_without_sandbox_grades_nothing_then_routes_around(tmp_path):
+@pytest.fixture
+@thorough
+def lonely():
+    """A cluster with no worker of its own: the test brings its workers."""
+    with distributed.LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as c:
+        yield c
+
+
+@pytest.mark.catalogue(A, "solution")
+def test_cluster_without_sandbox_grades_nothing_then_routes_around(tmp_path, lonely, graded_catalogue):
     """A worker that cannot start the sandbox refuses: alone, nothing is graded (one clear cause per
-    submission); next to a worker that can, the submission is graded there."""
-    course = make_course(tmp_path / "course", [A])
-    nbgrader(course, "generate_assignment", A, "--force")
-    solution = classgen.solution_source(course, A, ANSWER)
-    classgen.write_class(course, A, [classgen.Variant("r_correct", "the solution", {ANSWER: solution})])
+    submission); next to a worker that can, the submission is graded there, as nbgrader grades it."""
+    course = generated_course(tmp_path / "course", [A])
+    classgen.write_class(course, A, variants("solution"))
     env = _env()
     env["COURSEKIT_BWRAP"] = str(tmp_path / "no-bwrap")  # no bubblewrap on this "node"
-    with distributed.LocalCluster(n_workers=0, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as lonely:
-        bad = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", lonely.scheduler_address,
-                                "--nthreads", "1", "--no-nanny", "--no-dashboard"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            lonely.wait_for_workers(1, timeout=120)
-            refused = coursekit(course, "--scheduler", lonely.scheduler_address)
-            assert refused.returncode == 1, refused.stdout + refused.stderr
-            assert "graded 0, skipped 0 (already graded), failed 1" in refused.stdout, refused.stdout
-            assert "cannot start the kernel sandbox" in refused.stdout, refused.stdout
-            assert "refused to grade" in refused.stderr, refused.stderr
-            assert not course.autograded.exists() or not any(course.autograded.rglob("*.ipynb"))
-            assert auto_scores(course) == {}
-            lonely.scale(1)  # a worker that can (the test's environment has bubblewrap)
-            lonely.wait_for_workers(2, timeout=120)
-            routed = coursekit(course, "--scheduler", lonely.scheduler_address)
-        finally:
-            bad.kill()
-            bad.wait()
+    bad = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", lonely.scheduler_address,
+                            "--nthreads", "1", "--no-nanny", "--no-dashboard"], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        lonely.wait_for_workers(1, timeout=120)
+        refused = coursekit(course, "--scheduler", lonely.scheduler_address)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "graded 0, skipped 0 (already graded), failed 1" in refused.stdout, refused.stdout
+        assert "cannot start the kernel sandbox" in refused.stdout, refused.stdout
+        assert "refused to grade" in refused.stderr, refused.stderr
+        assert not course.autograded.exists() or not any(course.autograded.rglob("*.ipynb"))
+        assert auto_scores(course) == {}
+        lonely.scale(1)  # a worker that can (the test's environment has bubblewrap)
+        lonely.wait_for_workers(2, timeout=120)
+        routed = coursekit(course, "--scheduler", lonely.scheduler_address)
+    finally:
+        bad.kill()
+        bad.wait()
     assert routed.returncode == 0, routed.stdout + routed.stderr
     assert "graded 1, skipped 0 (already graded), failed 0" in routed.stdout, routed.stdout + routed.stderr
-    scores = auto_scores(course)["r_correct"]
+    scores = auto_scores(course)["solution"]
     assert all(scores[t] > 0 for t in scores if t.startswith("test_")), scores
+    assert scores == nbgrader_scores(graded_catalogue(A), ["solution"])["solution"], scores
 
 
-def test_timeout_and_memory_cap_on_workers(tmp_path, cluster):
-    """--timeout stops a looping submission on its worker (no grade, a timeout event, no process left);
-    --memory reaches the kernel there (3 GB refused: MemoryError, graded 0)."""
-    course = make_course(tmp_path / "course", [A])
-    nbgrader(course, "generate_assignment", A, "--force")
-    classgen.write_class(course, A, [
-        classgen.Variant("t_loop", "loops", {ANSWER: "import time\nwhile True:\n    time.sleep(0.5)\n"}),
-        classgen.Variant("t_hog", "too much memory", {ANSWER: "hog = bytearray(3 * 1024 ** 3)  # 3 GB\n"}),
-    ])
-    hogged = coursekit(course, "--scheduler", cluster.scheduler_address, "--students", "t_hog", "--memory", "1500")
-    assert hogged.returncode == 0, hogged.stdout + hogged.stderr
-    looped = coursekit(course, "--scheduler", cluster.scheduler_address, "--students", "t_loop", "--timeout", "20")
-    assert looped.returncode == 1, looped.stdout + looped.stderr  # nothing could be graded
-    assert "graded 0, skipped 0 (already graded), failed 1" in looped.stdout, looped.stdout + looped.stderr
-    assert "t_loop: timeout: grading took more than 20 s" in looped.stdout, looped.stdout
-    assert [e["kind"] for e in events.read(course.root, A, "t_loop")][-1] == "timeout"
-    assert "t_loop" not in auto_scores(course)
-    assert not (course.autograded / "t_loop").exists() or not any((course.autograded / "t_loop").rglob("*"))
-    assert not (course.state / "grading" / A / "t_loop.inflight").exists()
-    hog = json.loads((course.autograded / "t_hog" / A / "batchnorm1d.ipynb").read_text())
+def test_memory_cap_reaches_the_kernel_on_workers(graded):
+    """--memory 1500 reaches the kernel on its worker: the student's 3 GB are refused (MemoryError, graded 0)."""
+    course = graded["course"]
+    hog = json.loads((course.autograded / "d_hog" / A / "batchnorm1d.ipynb").read_text())
     cell = next(c for c in hog["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == ANSWER)
     assert [o.get("ename") for o in cell["outputs"]] == ["MemoryError"], cell["outputs"]
-    scores = auto_scores(course)["t_hog"]
+    scores = graded["scores"]["d_hog"]
     assert not any(scores[t] for t in scores if t.startswith("test_")), scores
-    # the stopped submission left no kernel behind on its worker
-    import psutil
-    left = []
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if any("t_loop" in part for part in p.info["cmdline"] or []):
-                left.append(p)
-        except psutil.Error:
-            continue
-    assert not left, left
