@@ -228,6 +228,8 @@ def _errors(graded, student):
             if o.output_type == "error"}
 
 
+@pytest.mark.catalogue(ASSIGNMENT, "ln_stats_without_keepdim", "input_modified_inplace",
+                       "eps_outside_sqrt__dgamma_not_summed_over_hw__norms_eps_outside_sqrt")
 def test_a_crash_in_the_students_code_is_reported_in_catalan(graded):
     """When the student's code raises, the test cell fails with the notebook's Catalan message naming the
     operation that failed (check_call), with the original error after it, instead of a bare traceback; only

@@ -26,7 +26,8 @@ import sys
 import nbformat
 import pytest
 from assignment_checks import nbg, read_nb
-from conftest import REPO, make_course, nbgrader
+from conftest import REPO, generated_course, make_course, nbgrader
+from tiers import thorough
 from nbformat.notebooknode import from_dict
 
 from coursekit import classgen, gradebook
@@ -229,12 +230,12 @@ def with_colab_outputs(variant, student):
 
 
 @pytest.fixture(scope="module")
+@thorough
 def graded(tmp_path_factory):
     root = tmp_path_factory.mktemp("evidence")
     courses, students = {}, {}
     for a in ASSIGNMENTS:
-        course = make_course(root / a, [a])
-        nbgrader(course, "generate_assignment", a, "--force")
+        course = generated_course(root / a, [a])
         wrong = failing_variant(a)
         variants = [with_colab_outputs(classgen.catalogue(a)[0], "colab_solution"),
                     with_colab_outputs(wrong, "colab_wrong")]

@@ -34,7 +34,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import make_course, nbgrader
+from conftest import generated_course, nbgrader
+from tiers import thorough
 
 from coursekit import classgen, events, gradebook
 from bncourse.classgen import hostile
@@ -118,12 +119,11 @@ def _tree(course: Course) -> dict[str, str]:
 
 
 def _prepare(root: Path, port: int) -> tuple[Course, list]:
-    course = make_course(root, [ASSIGNMENT])
+    course = generated_course(root, [ASSIGNMENT])
     with open(course.root / "nbgrader_config.py", "a") as f:
         f.write("\n# test_hostile: the never-ending cell costs 30 s, not 2 min\nc.Execute.timeout = 30\n")
     variants = hostile.variants(port) + hostile.honest()
     classgen.write_class(course, ASSIGNMENT, variants)
-    nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
     return course, variants
 
 
@@ -138,6 +138,7 @@ def _finish(name, course, variants, before, output, wall) -> Run:
 
 
 @pytest.fixture(scope="module")
+@thorough
 def plain_run(tmp_path_factory, listener) -> Run:
     course, variants = _prepare(tmp_path_factory.mktemp("plain") / "course", listener.port)
     before = _tree(course)
@@ -149,6 +150,7 @@ def plain_run(tmp_path_factory, listener) -> Run:
 
 
 @pytest.fixture(scope="module")
+@thorough
 def coursekit_run(tmp_path_factory, listener) -> Run:
     course, variants = _prepare(tmp_path_factory.mktemp("coursekit") / "course", listener.port)
     before = _tree(course)
@@ -159,6 +161,7 @@ def coursekit_run(tmp_path_factory, listener) -> Run:
 
 
 @pytest.fixture(params=["plain_run", "coursekit_run"])
+@thorough  # it asks for plain_run or coursekit_run by name, which collection cannot see
 def run(request) -> Run:
     return request.getfixturevalue(request.param)
 

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import make_course, nbgrader
+from conftest import generated_course, nbgrader
+from tiers import thorough
 from html_checks import elements, headings, live_parts
 
 from coursekit import classgen, events, gradebook
@@ -55,10 +56,9 @@ class Run:
 
 
 def _prepare(root: Path) -> tuple[Course, list]:
-    course = make_course(root, [ASSIGNMENT])
+    course = generated_course(root, [ASSIGNMENT])
     variants = R.variants() + R.honest()
     classgen.write_class(course, ASSIGNMENT, variants)
-    nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
     return course, variants
 
 
@@ -74,6 +74,7 @@ def _finish(name, course, variants, grade, feedback) -> Run:
 
 
 @pytest.fixture(scope="module")
+@thorough
 def plain_run(tmp_path_factory) -> Run:
     course, variants = _prepare(tmp_path_factory.mktemp("plain") / "course")
     grade = _timed([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT], course)
@@ -82,6 +83,7 @@ def plain_run(tmp_path_factory) -> Run:
 
 
 @pytest.fixture(scope="module")
+@thorough
 def coursekit_run(tmp_path_factory) -> Run:
     course, variants = _prepare(tmp_path_factory.mktemp("coursekit") / "course")
     ck = [sys.executable, "-m", "coursekit", "--course", str(course.root)]
@@ -91,6 +93,7 @@ def coursekit_run(tmp_path_factory) -> Run:
 
 
 @pytest.fixture(scope="module", params=["plain_run", "coursekit_run"])
+@thorough  # it asks for plain_run or coursekit_run by name, which collection cannot see
 def run(request) -> Run:
     result = request.getfixturevalue(request.param)
     print(f"\n{result.name}: grading {result.grade_s:.0f} s, feedback {result.feedback_s:.0f} s")

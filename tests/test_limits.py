@@ -32,7 +32,9 @@ pytestmark = pytest.mark.slow
 def run_cells(cells: list[str], workdir: Path, **traits) -> nbformat.NotebookNode:
     c = Config()
     # the course's words for the notes on dropped output (the engine's own are English)
-    for k, v in {"memory_mb": 768, "processes": 64, "output_notices": OUTPUT_NOTICES, **traits}.items():
+    # cold kernels (no torch imported): 768 MB is room for the flood tests, not for a fork of a warm server
+    for k, v in {"memory_mb": 768, "processes": 64, "output_notices": OUTPUT_NOTICES, "start_warm_server": False,
+                 **traits}.items():
         setattr(c.SandboxKernelManager, k, v)
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]

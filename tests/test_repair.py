@@ -17,7 +17,7 @@ import nbformat
 import pytest
 
 import tiny_assignment as T
-from conftest import REPO, make_course, nbgrader
+from conftest import REPO, generated_course, make_course, nbgrader
 from coursekit import classgen, events, gradebook
 from coursekit.classgen import damage
 from coursekit.repair import check_readable, repair_notebook
@@ -205,8 +205,7 @@ A1_RENAMES = ["Còpia de {nb}.ipynb", "entrega.zip|Copy of {nb} (1).ipynb"]
 def a1(tmp_path_factory):
     if not (REPO / "source" / A1).is_dir():
         pytest.skip("assignment 1 source notebook not in the repository yet")
-    course = make_course(tmp_path_factory.mktemp("repair_a1") / "course", [A1])
-    nbgrader(course, "generate_assignment", A1, "--force")
+    course = generated_course(tmp_path_factory.mktemp("repair_a1") / "course", [A1])
     release = nbformat.read(str(next((course.release / A1).glob("*.ipynb"))), as_version=4)
     answers = {c.metadata["nbgrader"]["grade_id"]: classgen.solution_source(course, A1, c.metadata["nbgrader"]["grade_id"])
                for c in release.cells if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"}

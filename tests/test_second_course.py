@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from tiers import thorough
 
 from coursekit import classgen, gradebook
 from coursekit.content import content_of, course_config
@@ -40,6 +41,7 @@ def coursekit(course: Course, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
+@thorough
 def graded(tmp_path_factory) -> Course:
     """The second course copied to a scratch folder, released, handed in (its catalogue) and graded."""
     root = tmp_path_factory.mktemp("second") / "course"

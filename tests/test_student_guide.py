@@ -18,6 +18,7 @@ import nbformat
 import pytest
 
 from conftest import REPO, make_course
+from tiers import thorough
 from coursekit import classgen, codeprint, student_guide
 from bncourse import ASSIGNMENTS
 from bncourse.messages import GUIDE, README_BADGE, README_INTRO, README_TITLE, RUN_TIME  # the course's words
@@ -73,6 +74,7 @@ def _status_lines(report: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+@thorough
 def executed(tmp_path_factory, release_alone):
     """{(assignment, who): executed notebook}: blank releases, solutions, one wrong A1 student.
 

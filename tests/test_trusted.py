@@ -35,6 +35,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from traitlets.config import Config
 from conftest import make_course
 
 from coursekit import classgen, events, sandbox
@@ -50,13 +51,6 @@ from coursekit.trusted import TrustedChecks
 from bncourse.messages import TRUSTED_ERROR_NAME as ERROR_NAME
 
 ASSIGNMENT = "a1_batchnorm1d"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def warm_server():
-    # children start from the sandbox's warm fork server, as under `coursekit grade`
-    with sandbox.warm_kernels() as server:
-        yield server
 
 
 # ------------------------------------------------------------------ static scan
@@ -132,13 +126,20 @@ SCENARIOS = {"look": look}
 '''
 
 
-def test_child_runs_cells_like_a_kernel_inside_the_sandbox(tmp_path):
+# The children of this module fork from the warm server this process starts at its first kernel, as under
+# plain `nbgrader autograde` (SandboxKernelManager.start_warm_server); the cold case keeps the cold path
+# proven (a server that cannot start, or a configuration that turns it off).
+@pytest.mark.parametrize("mode", ["warm", "cold"])
+def test_child_runs_cells_like_a_kernel_inside_the_sandbox(tmp_path, monkeypatch, mode):
     course = make_course(tmp_path / "course", [ASSIGNMENT])
     cells = ["%matplotlib inline\nimport torch", "raise ValueError('x')",
              "class Layer:\n    def __init__(self, n):\n        self.value = n * 2\n",
              f"import os\nSEEN = os.path.exists({str(course.source)!r})"]
-    result = run_student_code(cells, PROBE, "Layer", {"look": {"n": 21}})
+    monkeypatch.delenv(sandbox.WARM_VARIABLE, raising=False)
+    config = Config({"SandboxKernelManager": {"start_warm_server": mode == "warm"}})
+    result = run_student_code(cells, PROBE, "Layer", {"look": {"n": 21}}, config=config)
     assert result.failure is None, result.failure
+    assert result.mode == mode
     assert [c["error"] is None for c in result.answer["cells"]] == [True, False, True, True]
     look = result.answer["probe"]["look"]
     assert look["error"] is None and look["value"] == 42

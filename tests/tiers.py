@@ -24,8 +24,9 @@ THOROUGH_MARK = "thorough"
 # attack hidden in the answer where the catalogue has one.  `make test-thorough` grades the rest.
 SAMPLE = {
     "a1_batchnorm1d": ("correct_lerp", "eps_outside_sqrt", "delegates_f_batch_norm", "patched_allclose"),
-    "a2_batchnorm2d": ("correct_matrix_means", "ln_stats_without_keepdim", "gn_delegates_f_group_norm",
-                       "patched_reference"),
+    "a2_batchnorm2d": ("correct_matrix_means", "ln_stats_without_keepdim", "input_modified_inplace",
+                       "eps_outside_sqrt__dgamma_not_summed_over_hw__norms_eps_outside_sqrt",
+                       "gn_delegates_f_group_norm", "patched_reference"),
     "a3_alexnet_bn": ("correct_style_a", "eval_with_grad"),
     "a4_hyperparameters": ("correct_log10_dispatch_recursive_heapq", "plain_max_nan__keeps_ceil"),
     "a5_modern_architectures": ("correct_style_a", "delegates"),
