@@ -74,8 +74,9 @@ def grade(course: Course, assignment: str, jobs: int | None = None, force: bool 
         # per kernel, parallelism across submissions. Workers and the warm server inherit it; the
         # sandbox passes it to the kernels.
         os.environ.update({k: str(threads or 1) for k in THREAD_VARIABLES})
-    # the warm server costs a few seconds of start-up: worth it once a worker grades twice
-    grader.warm = WarmKernels(warm and sandboxed and len(todo) > jobs and not sandbox_disabled())
+    # One server for the whole run, started while the workers start: each submission starts two
+    # kernels (its notebook's and its trusted re-check's child), so it pays from the first one.
+    grader.warm = WarmKernels(warm and sandboxed and bool(todo) and not sandbox_disabled())
     try:
         return grader.run(todo, summary)
     finally:
@@ -166,5 +167,6 @@ def _run(args) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":  # the worker's former entry point
-        sys.exit(_worker_main(sys.argv[2:]))
+        from coursekit.autograde.worker import exit_now
+        exit_now(_worker_main(sys.argv[2:]))
     sys.exit("usage: coursekit grade ASSIGNMENT")

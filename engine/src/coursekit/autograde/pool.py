@@ -160,8 +160,13 @@ class Grader:
         gradebook.snapshot(self.course, self._scratch(index))
 
     def _config_args(self) -> list[str]:
-        """Traitlets config for the workers' nbgrader on top of the course's (the memory cap)."""
-        args = []
+        """Traitlets config for the workers' nbgrader on top of the course's (the memory cap).
+
+        A worker never starts a warm kernel server of its own (which plain ``nbgrader autograde``
+        does at its first kernel): the run decides, its one server (``self.warm``) or cold kernels
+        (``--cold``, or a server that could not start), so torch is imported once per run, not
+        once more per worker, and ``--cold`` stays cold."""
+        args = ["--SandboxKernelManager.start_warm_server=False"]
         if self.memory_mb:
             args.append(f"--SandboxKernelManager.memory_mb={int(self.memory_mb)}")
         return args
@@ -212,6 +217,19 @@ class Grader:
                 kill_tree(worker.proc.pid)
         os.close(worker.reply_fd)
         self._scratch(worker.index).unlink(missing_ok=True)
+
+    def _stop_workers(self, workers: list[Worker]) -> None:
+        """Stop every worker at the end of a run: the idle ones all told at once (their
+        stdin closed, so each exits while the others do), then waited for; busy or
+        stopping ones killed."""
+        idle = [w for w in workers if not (w.student or w.terminating)]
+        for w in idle:
+            try:
+                w.proc.stdin.close()
+            except OSError:
+                pass
+        for w in workers:
+            self._stop_worker(w, kill=w not in idle)
 
     # -- bookkeeping of one submission
     def _inflight(self, student: str) -> Path:
@@ -291,8 +309,10 @@ class Grader:
                 if students:
                     self.workers = [self._start_worker(i) for i in range(min(self.jobs, len(students)))]
                 while pending or any(w.student or w.terminating for w in self.workers):
+                    # while the run's warm server starts, workers that are ready wait for it (see WarmKernels)
+                    warm_starting = self.warm.starting
                     for w in self.workers:
-                        if w.ready and w.student is None and not w.terminating and pending:
+                        if w.ready and w.student is None and not w.terminating and pending and not warm_starting:
                             student = pending.pop(0)
                             self._inflight(student).write_text(self.run_id)
                             events.record(self.course.root, self.assignment, student, events.GRADING_STARTED,
@@ -302,7 +322,7 @@ class Grader:
                             except OSError:  # the worker just died: _poll replaces it
                                 w.student = None
                                 pending.insert(0, student)
-                    self._poll(summary, gb, bar)
+                    self._poll(summary, gb, bar, max_wait=0.1 if warm_starting else 1.0)
         finally:
             bar.close()
             for w in self.workers:
@@ -310,7 +330,7 @@ class Grader:
                     if student:  # interrupted: forget the half-graded submission
                         self._cleanup_failed(student)
                         self._inflight(student).unlink(missing_ok=True)
-                self._stop_worker(w, kill=bool(w.student or w.terminating))
+            self._stop_workers(self.workers)
             self.workers = []
             if self._sweep_due:
                 self.warm.close()  # waits for a server still starting, so that it is not swept
@@ -318,13 +338,13 @@ class Grader:
         summary.wall = time.monotonic() - t0
         return summary
 
-    def _poll(self, summary: Summary, gb, bar) -> None:
+    def _poll(self, summary: Summary, gb, bar, max_wait: float = 1.0) -> None:
         if self._sweep_due:
             self._sweep()
         now = time.monotonic()
         deadlines = [w.started + self.timeout - now for w in self.workers if w.student]
         deadlines += [w.terminating - now for w in self.workers if w.terminating]
-        wait = max(0.05, min(deadlines + [1.0]))
+        wait = max(0.05, min(deadlines + [max_wait]))
         for key, _ in self.selector.select(timeout=wait):
             worker: Worker = key.data
             if worker not in self.workers:

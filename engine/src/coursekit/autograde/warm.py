@@ -12,9 +12,11 @@ class WarmKernels:
     that import per submission.
 
     Started once per run in a background thread, so that the workers start
-    meanwhile; each task message carries the server's socket once it is ready
-    (until then, and if it cannot start, kernels start cold in the same sandbox,
-    with the same results)."""
+    meanwhile.  The coordinator hands out the first submissions once it is ready
+    (``wait``): a kernel started cold meanwhile would import torch itself, and
+    so would its trusted re-check's child, which costs more than the wait.  Each
+    task message carries the server's socket; if the server cannot start,
+    kernels start cold in the same sandbox, with the same results."""
 
     def __init__(self, enabled: bool):
         self.server = None
@@ -33,6 +35,13 @@ class WarmKernels:
             self.startup_s = time.monotonic() - t0
         except Exception as exc:  # noqa: BLE001 - cold kernels are the fallback
             self.error = f"{type(exc).__name__}: {exc}"
+
+    def wait(self, timeout: float | None = None) -> str | None:
+        """The server's socket once it is ready; None when it could not start, is disabled,
+        or is still starting after ``timeout`` seconds."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.socket
 
     @property
     def starting(self) -> bool:

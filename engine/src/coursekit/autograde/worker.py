@@ -64,6 +64,7 @@ def _worker_main(argv: list[str]) -> int:
     assignment = opts["assignment"]
     log_dir = Path(opts["log_dir"])
     reply.write(json.dumps({"ready": True, "course_id": course_id, "startup": time.perf_counter() - t0}) + "\n")
+    _preload(app, assignment)
 
     for line in sys.stdin:
         task = json.loads(line)
@@ -112,6 +113,27 @@ def _worker_main(argv: list[str]) -> int:
     return 0
 
 
+def _preload(app, assignment: str) -> None:
+    """Import, in the background, what grading the first submission would import anyway: the
+    trusted re-checks of the assignment (the course's module and torch, whose references are
+    computed here).  The coordinator holds the first submissions back until its warm kernel server
+    is up, so this uses that wait instead of lengthening the first submission; a submission that
+    arrives meanwhile waits for the same imports (Python's import lock), never imports twice."""
+    import threading
+
+    def run():
+        try:
+            from coursekit import checks
+            from coursekit.content import content_of
+
+            if checks.load(assignment, content_of(app.coursedir.root, app.config)) is not None:
+                import torch  # noqa: F401  (the references' library)
+        except Exception:  # noqa: BLE001 - the first submission imports it again and reports any error
+            pass
+
+    threading.Thread(target=run, name="preload", daemon=True).start()
+
+
 def _log_filter(record) -> bool:
     """INFO and above, plus the DEBUG lines that time the phases (kernel messages stay out)."""
     return record.levelno >= 20 or str(record.msg).startswith(("Applying preprocessor", "sandbox:"))
@@ -144,7 +166,24 @@ def _unreadable(folder: Path) -> list[str]:
     return out
 
 
+def exit_now(code: int) -> None:
+    """End a worker whose work is done without the interpreter's teardown: tearing down nbgrader's
+    and torch's modules takes one to three seconds per worker at the end of every run, for nothing
+    (every kernel was shut down with its submission; the coordinator removes the scratch
+    gradebook).  The atexit handlers still run and the streams are flushed first."""
+    import atexit
+
+    logging.shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 2:
-        sys.exit(_worker_main(sys.argv[1:]))
+        exit_now(_worker_main(sys.argv[1:]))
     sys.exit("usage: python -m coursekit.autograde.worker OPTIONS_JSON (internal: started by coursekit grade)")

@@ -125,9 +125,9 @@ class DaskGrader(grading.Grader):
             bundle = None if self.shared_course else self.client.scatter(
                 course_bundle(self.course, self.assignment), broadcast=True, hash=False)
             snapshot = self.client.scatter(gradebook_snapshot(self.course), broadcast=True, hash=False)
-            slots = sum(self.client.nthreads().values())
-            # the warm server costs a few seconds per worker: worth it once a worker grades twice
-            warm = self.use_warm and self.sandboxed and len(students) > slots and not grading._sandboxed_off()
+            # a warm server per worker process: each submission starts two kernels (its notebook's and
+            # its trusted re-check's child), so it pays from a worker's first submission
+            warm = self.use_warm and self.sandboxed and not grading._sandboxed_off()
             for student in students:
                 self._inflight(student).write_text(self.run_id)
                 events.record(self.course.root, self.assignment, student, "grading_started",

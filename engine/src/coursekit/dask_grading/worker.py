@@ -192,8 +192,10 @@ class Station:
             self._start()
         started = time.monotonic()
         try:
-            self.proc.stdin.write((json.dumps({"student": student, "warm": warm.socket if warm else None})
-                                   + "\n").encode())
+            # the worker process's warm server, once it is up (its first tasks wait for it: a kernel
+            # started cold meanwhile, and its trusted re-check's child, would import torch themselves)
+            socket = warm.wait() if warm else None
+            self.proc.stdin.write((json.dumps({"student": student, "warm": socket}) + "\n").encode())
             self.proc.stdin.flush()
             msg = self._read(started + spec["timeout"])
         except OSError:
