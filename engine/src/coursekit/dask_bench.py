@@ -69,7 +69,7 @@ def table_rows(r: dict) -> list[tuple[str, str]]:
         return []
     if "error" in d:
         return [("coursekit grade --scheduler (LocalCluster)", f"not run: {d['error']}")]
-    jobs = r["coursekit_grade"]["jobs"]
+    jobs = r["runs"]["coursekit"]["jobs"]
     return [
         (f"coursekit grade --scheduler (LocalCluster, {d['workers']} workers)",
          f"{d['wall_s']:.1f} s (cluster start {d['cluster_start_s']:.1f} s, apart; "
