@@ -379,22 +379,12 @@ def solution_times(repo: Course, work: Path) -> dict[str, dict]:
 
 def sandbox_startup() -> dict | None:
     """The sandbox's own kernel start-up measurements (plain, sandboxed cold, sandboxed warm)."""
+    from coursekit.sandbox.check import measure_startup
+
     try:
-        from coursekit.sandbox.check import measure_startup
-    except ImportError:
-        return None
-    try:
-        out = dict(measure_startup())
+        return dict(measure_startup())
     except Exception as exc:  # noqa: BLE001 - reported, not fatal
         return {"error": f"{type(exc).__name__}: {exc}"}
-    from coursekit.sandbox import forkserver
-
-    if getattr(forkserver, "_process_server", {}).get("socket"):
-        # measure_startup's "cold" kernel managers keep the default start_warm_server: their kernels
-        # forked from a server this process started at the first of them, so they were not cold
-        out["note"] = ("sandbox_cold_* were measured with start_warm_server on: those kernels forked from "
-                       "this process's own warm server, they are not cold starts")
-    return out
 
 
 # ---------------------------------------------------------------- the bench
