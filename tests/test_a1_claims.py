@@ -27,6 +27,10 @@ weights before it are scaled; train() with a batch of one example outputs
 beta. The full-mode data loaders run on a generated stand-in for the download
 (no machine here reaches the internet). Every written answer carries its rubric.
 
+Tiers (tests/tiers.py): the runs on seeds, the float-order variants and everything computed on the stand-in
+full-mode data (70,000 generated images, trainings) are ``thorough``; what reads the notebook's text, or
+computes a fact on fast mode's small data in a fraction of a second, is ``quick``.
+
 Run as a script (``python tests/test_a1_claims.py [--threads N] SEED ...``) it
 prints the fast-mode runs of those seeds as JSON: that is what the subprocesses do.
 """
@@ -38,7 +42,6 @@ import math
 import os
 import re
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,12 +49,13 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script: the helpers beside it
 
-from assignment_checks import nbg, read_nb  # noqa: E402
-from claims_support import (FLOAT_ORDER_VARIANTS, VARIANT_IDS, notebook_fixture, notebook_runs,  # noqa: E402
-                            run_in_subprocess, script_main, start_single_thread_variants, stop_started)
+# (the notebook is read with claims_support.read_notebook, not nbformat: the script starts without its import)
+from claims_support import (FLOAT_ORDER_VARIANTS, SOLUTION_RE, VARIANT_IDS, cell_by_grade_id,  # noqa: E402
+                            float_orders, notebook_fixture, notebook_runs, read_notebook, script_main)
 from conftest import REPO, shared_module  # noqa: E402
+from tiers import thorough  # noqa: E402
 
-from coursekit import classgen  # noqa: E402
+assert float_orders  # a fixture of this module's tests, imported from claims_support
 
 A1 = REPO / "source" / "a1_batchnorm1d" / "batchnorm1d.ipynb"
 # cells that define the layer, the data, the models and the experiments, in notebook order
@@ -61,11 +65,15 @@ VARIANT_SEEDS = (0, 1)
 
 
 def cell(nb, cell_id: str) -> str:
-    return classgen.SOLUTION_RE.sub("", next(c for c in nb.cells if c.get("id") == cell_id).source)
+    return SOLUTION_RE.sub("", next(c for c in nb.cells if c.get("id") == cell_id).source)
 
 
 def answer(nb, grade_id: str) -> str:
-    return classgen.cell_by_grade_id(nb, grade_id).source
+    return cell_by_grade_id(nb, grade_id).source
+
+
+def nbg(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
 
 
 def notebook_namespace() -> dict:
@@ -74,7 +82,7 @@ def notebook_namespace() -> dict:
 
     matplotlib.use("Agg")
     os.environ["COURSE_MODE"] = "fast"
-    nb = read_nb(A1)
+    nb = read_notebook(A1)
     ns = dict(vars(shared_module("course_utils.py", "course_loops.py")))
     assert ns["FAST"], "the claims are checked in fast mode"
     for cell_id in CELLS:
@@ -146,16 +154,18 @@ def judge(runs, num_classes: int, scales) -> list[str]:
 
 @pytest.fixture(scope="module")
 def notebook():
+    """The notebook's namespace (definitions and fast mode's small data: about a second): quick."""
     yield from notebook_fixture(notebook_namespace)
 
 
 @pytest.fixture(scope="module")
-def runs(notebook):
-    start_single_thread_variants(Path(__file__), VARIANT_SEEDS)  # on the other core meanwhile
+@thorough
+def runs(notebook, float_orders):
+    """The claim runs of SEEDS in this process (one thread): minutes.  float_orders is set up first, so that the
+    one-thread variants this session selected compute on the other core meanwhile."""
     out = claim_runs(notebook, SEEDS)
     print("\n" + table(out))  # shown with pytest -s: the numbers behind the claims
-    yield out
-    stop_started()
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -167,15 +177,15 @@ def test_the_claims_hold_on_every_seed(notebook, runs):
 
 
 @pytest.mark.parametrize("name,env,threads", FLOAT_ORDER_VARIANTS, ids=VARIANT_IDS)
-def test_the_claims_do_not_hinge_on_float_order(notebook, name, env, threads):
-    runs = run_in_subprocess(Path(__file__), VARIANT_SEEDS, env, threads)
+def test_the_claims_do_not_hinge_on_float_order(notebook, float_orders, name, env, threads):
+    runs = float_orders(env, threads)
     failures = judge(runs, notebook["NUM_CLASSES"], notebook["INIT_SCALES"])
     print(f"\n{name}:\n" + table(runs))
     assert not failures, f"{name}:\n" + "\n".join(failures) + "\n" + table(runs)
 
 
 def test_the_question_names_the_scales_the_notebook_runs(notebook):
-    nb = read_nb(A1)
+    nb = read_notebook(A1)
     intro = next(c for c in nb.cells if c.get("id") == "part3-intro").source
     assert "(" + ", ".join(f"{s:g}" for s in notebook["INIT_SCALES"][:-1]) + f" i {notebook['INIT_SCALES'][-1]:g})" in intro
     text = answer(nb, "answer_experiments")
@@ -202,19 +212,21 @@ class FakeFashionMNIST:
 
 
 @pytest.fixture(scope="module")
-def a1(monkeypatch_module):
-    """A1's namespace after the shared cells, the solution of MyBatchNorm1d and part 2's data and model
-    cells (fast mode), plus its full-mode data loaded through the notebook's own loader."""
+def a1(notebook):
+    """A1's notebook and the `notebook` fixture's namespace (the shared cells, the solution of MyBatchNorm1d,
+    part 2's data and model cells and part 3's code, fast mode): the tests leave it as they found it."""
+    return read_notebook(A1), notebook
+
+
+@pytest.fixture(scope="module")
+@thorough
+def full_data(notebook, monkeypatch_module):
+    """A1's full-mode data, loaded through the notebook's own loader from the stand-in Fashion-MNIST (70,000
+    generated images: seconds)."""
     import torchvision.datasets
 
-    nb = read_nb(A1)
-    ns = dict(vars(shared_module("course_utils.py", "course_loops.py")))
-    torch.set_num_threads(1)
-    for cell_id in ("bn1d-impl", "part2-data", "part2-model", "part3-code"):
-        exec(compile(cell(nb, cell_id), cell_id, "exec"), ns)
     monkeypatch_module.setattr(torchvision.datasets, "FashionMNIST", FakeFashionMNIST)
-    ns["full"] = ns["load_tabular"](fast=False, root="unused")
-    return nb, ns
+    return notebook["load_tabular"](fast=False, root="unused")
 
 
 @pytest.fixture(scope="module")
@@ -224,10 +236,10 @@ def monkeypatch_module():
     mp.undo()
 
 
-def test_a1_full_mode_inputs_are_pixels_in_0_1(a1):
+def test_a1_full_mode_inputs_are_pixels_in_0_1(a1, full_data):
     """Answer 2: in Colab the inputs are Fashion-MNIST pixels in [0, 1], all non-negative, not centred."""
     nb, ns = a1
-    train, val, test, features, classes = ns["full"]
+    train, val, test, features, classes = full_data
     x = torch.stack([train[i][0] for i in range(2000)])
     assert (features, classes) == (784, 10) and x.shape[1] == 784
     assert x.min() >= 0 and x.max() <= 1 and 0.2 < x.mean() < 0.35 and 0.4 < (x == 0).float().mean() < 0.6
@@ -252,12 +264,12 @@ def _linear_outputs(model, x):
     return outs
 
 
-def test_a1_default_init_shrinks_the_signal_and_bn_restores_it(a1):
+def test_a1_default_init_shrinks_the_signal_and_bn_restores_it(a1, full_data):
     """Answer 2: with nn.Linear's default initialisation and inputs in [0, 1], the part of each unit that
     varies across examples (its std over the batch) falls below half at every linear layer, and each unit
     carries a common offset of the same size or larger; after MyBatchNorm1d every unit has mean 0, std 1."""
     nb, ns = a1
-    train = ns["full"][0]
+    train = full_data[0]
     x = torch.stack([train[i][0] for i in range(1024)])
     ns["seed_everything"](0)
     plain = ns["make_mlp"](784, 10, batch_norm=False)
@@ -280,7 +292,7 @@ def test_a1_default_init_shrinks_the_signal_and_bn_restores_it(a1):
     assert "menys de la meitat a cada capa" in text and "inicialització per defecte" in text
 
 
-def test_a1_bn_lowers_the_loss_sooner_on_pixel_data(a1):
+def test_a1_bn_lowers_the_loss_sooner_on_pixel_data(a1, full_data):
     """Answer 1: with BN the training loss is lower after the first epoch and at the end, and the final
     validation and test accuracies are higher, on [0, 1] pixel data through the notebook's own
     run_experiment and summary cell (full-mode batch size and learning rate, 2 epochs on a subset)."""
@@ -288,10 +300,12 @@ def test_a1_bn_lowers_the_loss_sooner_on_pixel_data(a1):
     import io
 
     nb, ns = a1
-    train, val, test, features, classes = ns["full"]
-    ns.update(train_set=torch.utils.data.Subset(train, range(12800)), val_set=torch.utils.data.Subset(val, range(2000)),
+    train, val, test, features, classes = full_data
+    # part 2's model cell again, in a copy of the namespace with full mode's data: run_experiment reads them there
+    ns = dict(ns, train_set=torch.utils.data.Subset(train, range(12800)), val_set=torch.utils.data.Subset(val, range(2000)),
               test_set=torch.utils.data.Subset(test, range(2000)), NUM_FEATURES=features, NUM_CLASSES=classes,
               EPOCHS=2, BATCH_SIZE=128, plot_curves=lambda *a, **k: None)
+    exec(compile(cell(nb, "part2-model"), "part2-model", "exec"), ns)
     for name, batch_norm in (("sense BN", False), ("amb BN", True)):
         ns["models"][name], ns["histories"][name] = ns["run_experiment"](batch_norm=batch_norm)
     printed = io.StringIO()
@@ -345,11 +359,11 @@ def test_a1_question_asks_for_the_numbers_the_summary_prints(a1):
 
 
 
-def test_a1_full_mode_init_scale_plain_learns_only_at_0_1(a1):
+def test_a1_full_mode_init_scale_plain_learns_only_at_0_1(a1, full_data):
     """Answer 2, part 1, in full mode: on 784 pixel features the plain MLP learns at s = 0.1 only (its loss stays at
     log 10 at s = 0.001 and 0.01), the MLP with BN at every scale; same code, fewer examples."""
     nb, ns = a1
-    train, val, test, features, classes = ns["full"]
+    train, val, test, features, classes = full_data
     full = dict(ns, train_set=torch.utils.data.Subset(train, range(6400)), val_set=torch.utils.data.Subset(val, range(2000)),
                 test_set=test, NUM_FEATURES=features, NUM_CLASSES=classes, BATCH_SIZE=128, EXTRA_EPOCHS=4, SEED=0)
     exec(compile(cell(nb, "part3-code").replace("EXTRA_EPOCHS = 2 if FAST else 4", ""), "part3-code", "exec"), full)
@@ -369,12 +383,12 @@ def test_a1_full_mode_init_scale_plain_learns_only_at_0_1(a1):
         assert bn["train_loss"][-1] <= 0.6 * log_c and bn["val_acc"][-1] >= 0.5, rows
 
 
-def test_a1_bn_output_ignores_the_scale_of_the_weights_before_it(a1):
+def test_a1_bn_output_ignores_the_scale_of_the_weights_before_it(a1, full_data):
     """Answer 2, part 2: multiplying the weights (and bias) of the Linear before MyBatchNorm1d by c > 0 leaves its
     output unchanged while the variance stays far above eps, so the hidden layers see values of scale 1 whatever s; the last Linear has no BN
     after it and its logits scale with s; without BN each hidden layer shrinks the signal at s = 0.01."""
     nb, ns = a1
-    train = ns["full"][0]
+    train = full_data[0]
     x = torch.stack([train[i][0] for i in range(512)])
     layer = ns["scale_init"](torch.nn.Linear(784, 128), 0.1)  # the experiment's s = 0.1
     bn = ns["MyBatchNorm1d"](128).train()
@@ -398,8 +412,8 @@ def test_a1_bn_output_ignores_the_scale_of_the_weights_before_it(a1):
 def test_model_answers_carry_a_rubric_that_adds_up(grade_id):
     """Every manually graded answer ends with a hidden rubric whose points add up to the cell's points, and the
     experiment cells it discusses are tagged evidence."""
-    nb = read_nb(A1)
-    c = classgen.cell_by_grade_id(nb, grade_id)
+    nb = read_notebook(A1)
+    c = cell_by_grade_id(nb, grade_id)
     body = re.search(r"### BEGIN SOLUTION(.*)### END SOLUTION", c.source, re.DOTALL)
     assert body, grade_id
     head = re.search(r"\*\*Rúbrica \((\d+(?:\.\d+)?) punts?\)\*\*\n((?:- .*\n?)+)", body.group(1))
@@ -411,6 +425,20 @@ def test_model_answers_carry_a_rubric_that_adds_up(grade_id):
                 "answer_experiments": ("part3-init-scale", "part3-placement")}[grade_id]
     for cid in evidence:
         assert "evidence" in nb.cells[ids.index(cid)].metadata.get("tags", []), cid
+
+
+def test_the_scripts_read_the_notebooks_as_nbformat_does():
+    """claims_support.read_notebook, with which the claims scripts read their notebook without importing nbformat,
+    gives every source notebook as nbformat.read does, and its SOLUTION_RE is coursekit.classgen's."""
+    import nbformat
+
+    from coursekit import classgen
+
+    assert (SOLUTION_RE.pattern, SOLUTION_RE.flags) == (classgen.SOLUTION_RE.pattern, classgen.SOLUTION_RE.flags)
+    paths = sorted((REPO / "source").glob("*/*.ipynb"))
+    assert len(paths) >= 5
+    for path in paths:
+        assert read_notebook(path) == nbformat.read(str(path), as_version=4), path
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -22,6 +22,9 @@ with other CPU kernels (``ATEN_CPU_CAPABILITY=default`` / ``avx2``), through tes
 The facts of the model answer (values per statistic, x̂ = ±1 at the 1x1 layer, LayerNorm/GroupNorm blind
 to the rest of the lot) and what the question asks are checked here too.
 
+Tiers (tests/tiers.py): the runs on seeds and the float-order variants are ``thorough``; the facts computed on
+one small batch and what the notebook's text says are ``quick``.
+
 Run as a script (``python tests/test_a2_claims.py [--threads N] SEED ...``) it prints the runs of those
 seeds as JSON: that is what the subprocesses do.
 """
@@ -37,12 +40,13 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: conftest and the helpers
-from assignment_checks import nbg, read_nb  # noqa: E402
-from claims_support import (FLOAT_ORDER_VARIANTS, VARIANT_IDS, run_in_subprocess, script_main,  # noqa: E402
-                            start_single_thread_variants, stop_started)
+# (the notebook is read with claims_support.read_notebook, not nbformat: the script starts without its import)
+from claims_support import (FLOAT_ORDER_VARIANTS, VARIANT_IDS, cell_by_grade_id, float_orders,  # noqa: E402
+                            read_notebook, script_main)
 from conftest import REPO, shared_module  # noqa: E402
+from tiers import thorough  # noqa: E402
 
-from coursekit import classgen  # noqa: E402
+assert float_orders  # a fixture of this module's tests, imported from claims_support
 
 A2 = REPO / "source" / "a2_batchnorm2d" / "batchnorm2d.ipynb"
 SEEDS = (0, 1, 2, 3)
@@ -63,7 +67,7 @@ def notebook_namespace() -> dict:
     os.environ.setdefault("COURSE_MODE", "fast")
     ns = dict(vars(shared_module("course_utils.py", "course_loops.py")))
     ns.update(torch=torch, nn=torch.nn, plt=None)
-    exec(classgen.cell_by_grade_id(read_nb(A2), "experiment_code").source, ns)
+    exec(cell_by_grade_id(read_notebook(A2), "experiment_code").source, ns)
     return ns
 
 
@@ -124,6 +128,7 @@ def judge_majority(runs) -> list[str]:
 
 @pytest.fixture(scope="module")
 def notebook():
+    """The notebook's experiment code (definitions only: instant): quick."""
     threads = torch.get_num_threads()
     ns = notebook_namespace()
     torch.set_num_threads(1)   # as the fast mode the graders run (course_utils asks for it)
@@ -132,12 +137,13 @@ def notebook():
 
 
 @pytest.fixture(scope="module")
-def runs(notebook):
-    start_single_thread_variants(Path(__file__), VARIANT_SEEDS)  # on the other core meanwhile
+@thorough
+def runs(notebook, float_orders):
+    """The claim runs of SEEDS in this process (one thread): minutes.  float_orders is set up first, so that the
+    one-thread variants this session selected compute on the other core meanwhile."""
     out = claim_runs(notebook, SEEDS)
     print("\n" + table(out))  # shown with pytest -s: the numbers behind the claims
-    yield out
-    stop_started()
+    return out
 
 
 def test_batchnorm_collapses_with_lots_of_two_on_every_seed(runs):
@@ -151,8 +157,8 @@ def test_the_lot_size_trends_hold_on_a_majority_of_seeds(runs):
 
 
 @pytest.mark.parametrize("name,env,threads", FLOAT_ORDER_VARIANTS, ids=VARIANT_IDS)
-def test_the_claim_does_not_hinge_on_float_order(name, env, threads):
-    raw = run_in_subprocess(Path(__file__), VARIANT_SEEDS, env, threads)
+def test_the_claim_does_not_hinge_on_float_order(float_orders, name, env, threads):
+    raw = float_orders(env, threads)
     runs = {int(seed): {kind: {int(bs): acc for bs, acc in accs.items()} for kind, accs in by_kind.items()}
             for seed, by_kind in raw.items()}
     failures = judge_every_seed(runs)
@@ -176,18 +182,20 @@ def _norm_inputs(model, x):
 def test_values_per_statistic_and_the_1x1_layer(notebook):
     """Answer 2: with lots of 2 CIFAR-10 images (32x32, the full-mode run's size), the first BatchNorm
     averages 2·32·32 = 2048 values per channel, the one after the global pooling 2, and there x_hat is ±1."""
-    nb = read_nb(A2)
-    run = classgen.cell_by_grade_id(nb, "experiment_run").source
+    nb = read_notebook(A2)
+    run = cell_by_grade_id(nb, "experiment_run").source
     assert re.search(r'get_datasets\("cifar10", image_size=32', run)
     torch.manual_seed(0)
-    model = notebook["small_cnn"]("BatchNorm", 10).train()
-    seen = _norm_inputs(model, torch.randn(2, 3, 32, 32))
+    # in float64: where the two images' values nearly agree (variance near eps), float32's rounding of their
+    # mean, divided by sqrt(var + eps), leaves x_hat some 1e-4 away from exactly opposite
+    model = notebook["small_cnn"]("BatchNorm", 10).train().double()
+    seen = _norm_inputs(model, torch.randn(2, 3, 32, 32).double())
     per_stat = [n * h * w for (n, c, h, w), _ in seen]
     assert per_stat[0] == 2048 and per_stat[-1] == 2, per_stat
     _, last = seen[-1]  # gamma = 1, beta = 0 at initialisation: the output is x_hat
     assert torch.allclose(last[0], -last[1], atol=1e-6)            # the two images get opposite values
     assert last.abs().max() <= 1 and last.abs().median() > 0.9     # ±1 but where the two values nearly agree
-    text = classgen.cell_by_grade_id(nb, "answer_small_batches").source
+    text = cell_by_grade_id(nb, "answer_small_batches").source
     assert f"2·32·32 = {per_stat[0]}" in text and "m = N = 2" in text and "x̂ oposats, ±1" in text
 
 
@@ -205,28 +213,29 @@ def test_layer_and_group_norm_do_not_look_at_the_lot(notebook):
 
 
 def test_fast_mode_prose_says_what_it_is_for():
-    text = "\n".join(c.source for c in read_nb(A2).cells if c.cell_type == "markdown")
+    text = "\n".join(c.source for c in read_notebook(A2).cells if c.cell_type == "markdown")
     assert "no és significativa" not in text
     assert "comprovar en pocs segons que l'experiment s'executa sencer" in text
 
 
 def test_question_asks_for_the_table_the_experiment_prints():
-    nb = read_nb(A2)
-    run = classgen.cell_by_grade_id(nb, "experiment_run").source
-    question = classgen.cell_by_grade_id(nb, "question_small_batches").source
+    nb = read_notebook(A2)
+    run = cell_by_grade_id(nb, "experiment_run").source
+    question = cell_by_grade_id(nb, "question_small_batches").source
     assert "print(" in run and "Copieu la taula" in question and "Colab" in question
     assert re.search(r"\(\d+ punts?", question), "the question shows its points"
 
 
 def test_model_answer_carries_a_rubric_that_adds_up():
     """The manually graded answer ends with a hidden rubric whose points add up to the cell's points."""
-    c = classgen.cell_by_grade_id(read_nb(A2), "answer_small_batches")
+    c = cell_by_grade_id(read_notebook(A2), "answer_small_batches")
     body = re.search(r"### BEGIN SOLUTION(.*)### END SOLUTION", c.source, re.DOTALL)
     assert body
     head = re.search(r"\*\*Rúbrica \((\d+(?:\.\d+)?) punts?\)\*\*\n((?:- .*\n?)+)", body.group(1))
-    assert head and float(head.group(1)) == nbg(c)["points"]
+    points = c.metadata["nbgrader"]["points"]
+    assert head and float(head.group(1)) == points
     bullets = re.findall(r"^- \*\*([0-9.]+) punts?\*\*", head.group(2), re.MULTILINE)
-    assert len(bullets) >= 2 and np.isclose(sum(map(float, bullets)), nbg(c)["points"]), bullets
+    assert len(bullets) >= 2 and np.isclose(sum(map(float, bullets)), points), bullets
 
 
 # ---------------------------------------------------------------------------------------------------------

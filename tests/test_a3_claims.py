@@ -26,31 +26,40 @@ too, on the same runs: the baseline's signal does not vanish at
 initialisation (pre-activation spread per layer, fast and full-size
 architecture), its training loss sits at log C for the first epochs while
 +BN's falls, and at the same learning rate +BN's first convolution moves
-several times further per step.
+several times further per step (measured during the first epoch of those
+runs: the same training, not a second one).
+
+Tiers (tests/tiers.py): the runs on seeds, the float-order variants and what is computed on the notebook's data
+are ``thorough``; the notebook's thread setting and the trainable fraction the transfer answer cites (computed
+from the model's structure) are ``quick``.
 
 Run as a script (``python tests/test_a3_claims.py SEED ...``) it prints the
 runs of those seeds as JSON: that is what the subprocesses do.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import sys
-from pathlib import Path
 
-import nbformat
 import pytest
 import torch
 
-from claims_support import (FLOAT_ORDER_VARIANTS, VARIANT_IDS, notebook_fixture, notebook_runs, run_in_subprocess,
-                            script_main, start_single_thread_variants, stop_started)
+# (the notebook is read with claims_support.read_notebook, not nbformat: the script starts without its import)
+from claims_support import (FLOAT_ORDER_VARIANTS, VARIANT_IDS, float_orders, notebook_fixture, notebook_runs,
+                            read_notebook, script_main)
 from conftest import REPO
+from tiers import thorough
+
+assert float_orders  # a fixture of this module's tests, imported from claims_support
 
 NOTEBOOK = REPO / "source" / "a3_alexnet_bn" / "alexnet_bn.ipynb"
 # cells that define the data, the model and the training code, in notebook order
 CELLS = ("given_setup", "data", "given_alexnet", "build_features", "build_classifier", "build_alexnet",
          "train_one_epoch", "evaluate", "exp-setup")
+DEFINITIONS = tuple(c for c in CELLS if c != "data")  # the same without generating the data (seconds)
 SEEDS = (0, 1, 2, 3)
 VARIANT_SEEDS = (0, 1)
 
@@ -59,24 +68,27 @@ def _cell_key(cell) -> str:
     return cell.metadata.get("nbgrader", {}).get("grade_id") or cell.get("id")
 
 
-def notebook_namespace() -> dict:
+def notebook_namespace(cells=CELLS) -> dict:
     """The notebook's namespace after its setup, data, model and loop cells (fast mode, solution code)."""
     import matplotlib
 
     matplotlib.use("Agg")
     os.environ["COURSE_MODE"] = "fast"
-    nb = nbformat.read(str(NOTEBOOK), as_version=4)
-    cells = {_cell_key(c): c.source for c in nb.cells if c.cell_type == "code"}
+    nb = read_notebook(NOTEBOOK)
+    sources = {_cell_key(c): c.source for c in nb.cells if c.cell_type == "code"}
     ns: dict = {"__name__": "a3_notebook"}
     exec(compile((REPO / "notebooks" / "course_utils.py").read_text(encoding="utf-8"), "course_utils.py", "exec"), ns)
     assert ns["FAST"], "the claims are checked in fast mode"
-    for key in CELLS:
-        exec(compile(cells[key], f"<cell {key}>", "exec"), ns)
+    for key in cells:
+        exec(compile(sources[key], f"<cell {key}>", "exec"), ns)
     return ns
 
 
-def claim_runs(ns: dict, seeds) -> dict:
-    """{(seed, lr, use_bn): history} for the baseline and +BN at CONFIG["lr"] and the sweep's highest rate."""
+def claim_runs(ns: dict, seeds, first_epoch_updates: dict | None = None) -> dict:
+    """{(seed, lr, use_bn): history} for the baseline and +BN at CONFIG["lr"] and the sweep's highest rate.
+
+    With ``first_epoch_updates``, the first epoch of each run at CONFIG["lr"] is also measured there:
+    {(seed, use_bn): [mean over its steps of |Δw| / |w|, per Conv2d/Linear layer]} (:func:`_first_epoch_measured`)."""
     config = ns["CONFIG"]
     high = max(config["lr_sweep"])
     out = {}
@@ -84,9 +96,51 @@ def claim_runs(ns: dict, seeds) -> dict:
         ns["SEED"] = seed
         for lr in (config["lr"], high):
             for use_bn in (False, True):
-                out[(seed, lr, use_bn)] = ns["run"](use_bn, False, lr, config["epochs"])[1]
+                measured = first_epoch_updates is not None and lr == config["lr"]
+                with _first_epoch_measured(ns) if measured else contextlib.nullcontext() as updates:
+                    out[(seed, lr, use_bn)] = ns["run"](use_bn, False, lr, config["epochs"])[1]
+                if measured:
+                    first_epoch_updates[(seed, use_bn)] = updates
     ns["SEED"] = 0
     return out
+
+
+@contextlib.contextmanager
+def _first_epoch_measured(ns: dict):
+    """While open, the first call of the notebook's train_one_epoch (the first epoch of a ``run``, which finds it
+    in the namespace when it starts) measures each optimiser step: the mean over the epoch's steps of |Δw| / |w|
+    per Conv2d/Linear layer is appended to the list it yields.  The step itself is the optimiser's own, so the
+    training is the one it would be unmeasured; later epochs go unmeasured."""
+    nn = torch.nn
+    original, updates, calls = ns["train_one_epoch"], [], [0]
+
+    def first_epoch(model, loader, optimizer, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] > 1:
+            return original(model, loader, optimizer, *args, **kwargs)
+        layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        sums, steps = [0.0] * len(layers), [0]
+        step = optimizer.step
+
+        def measured_step(closure=None):
+            before = [m.weight.detach().clone() for m in layers]
+            step()
+            for i, (m, w) in enumerate(zip(layers, before)):
+                sums[i] += ((m.weight.detach() - w).norm() / w.norm()).item()
+            steps[0] += 1
+
+        optimizer.step = measured_step
+        try:
+            return original(model, loader, optimizer, *args, **kwargs)
+        finally:
+            del optimizer.step  # the optimiser's own method again
+            updates.extend(s / steps[0] for s in sums)
+
+    ns["train_one_epoch"] = first_epoch
+    try:
+        yield updates
+    finally:
+        ns["train_one_epoch"] = original
 
 
 def table(runs) -> str:
@@ -141,27 +195,42 @@ def _notebook_reach(history, target):
 # fixtures
 
 @pytest.fixture(scope="module")
+def definitions():
+    """The notebook's namespace without its data (definitions only: about a second): quick."""
+    yield from notebook_fixture(lambda: notebook_namespace(DEFINITIONS))
+
+
+@pytest.fixture(scope="module")
+@thorough
 def notebook():
+    """The notebook's namespace with its generated data (seconds), where the runs train."""
     yield from notebook_fixture(notebook_namespace)
 
 
 @pytest.fixture(scope="module")
-def runs(notebook):
-    start_single_thread_variants(Path(__file__), VARIANT_SEEDS)  # on the other core meanwhile
+@thorough
+def measured(notebook, float_orders):
+    """(runs, first-epoch updates) of SEEDS in this process (one thread): minutes.  float_orders is set up first,
+    so that the one-thread variants this session selected compute on the other core meanwhile."""
     config = notebook["CONFIG"]
     assert config["lr"] in config["lr_sweep"] and max(config["lr_sweep"]) >= 4 * config["lr"]
-    out = claim_runs(notebook, SEEDS)
+    updates: dict = {}
+    out = claim_runs(notebook, SEEDS, first_epoch_updates=updates)
     print("\n" + table(out))  # shown with pytest -s: the numbers behind the claims
-    yield out
-    stop_started()
+    return out, updates
+
+
+@pytest.fixture(scope="module")
+def runs(measured):
+    return measured[0]
 
 
 # ---------------------------------------------------------------------------------------------------------
 # the claims
 
-def test_fast_mode_runs_single_threaded_on_cpu(notebook):
+def test_fast_mode_runs_single_threaded_on_cpu(definitions):
     # several notebooks are graded at once: each fast-mode kernel uses one thread
-    assert torch.get_num_threads() == 1 or notebook["DEVICE"].type != "cpu"
+    assert torch.get_num_threads() == 1 or definitions["DEVICE"].type != "cpu"
 
 
 def test_bn_reaches_the_baselines_best_accuracy_sooner_on_every_seed(notebook, runs):
@@ -180,8 +249,8 @@ def test_at_a_high_learning_rate_only_bn_learns(notebook, runs, seed):
 
 
 @pytest.mark.parametrize("name,env,threads", FLOAT_ORDER_VARIANTS, ids=VARIANT_IDS)
-def test_the_claims_do_not_hinge_on_float_order(notebook, name, env, threads):
-    raw = run_in_subprocess(Path(__file__), list(VARIANT_SEEDS), env, threads)
+def test_the_claims_do_not_hinge_on_float_order(notebook, float_orders, name, env, threads):
+    raw = float_orders(env, threads)
     runs = {(s, lr, bn): h for s, lr, bn, h in raw}
     failures, _ = judge(runs, notebook["CONFIG"])
     print(f"\n{name}:\n" + table(runs))
@@ -192,7 +261,7 @@ def test_the_claims_do_not_hinge_on_float_order(notebook, name, env, threads):
 # the facts the model answer of answer_comparison states
 
 def _model_answer(grade_id: str) -> str:
-    nb = nbformat.read(str(NOTEBOOK), as_version=4)
+    nb = read_notebook(NOTEBOOK)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
     return cell.source
 
@@ -242,42 +311,18 @@ def test_the_baseline_sits_on_the_loss_plateau_while_bn_leaves_it(notebook, runs
         assert bn["train_loss"][1] <= 0.8 * log_c, table(runs)
 
 
-def _first_epoch_relative_updates(ns, seed, use_bn) -> list[float]:
-    """Mean over the first epoch's steps of |Δw| / |w| per Conv2d/Linear layer, with the notebook's model, data,
-    loop and optimiser at CONFIG["lr"]."""
-    nn = torch.nn
-    config = ns["CONFIG"]
-    ns["seed_everything"](seed)
-    model = ns["make_model"](use_bn, False)
-    loader = ns["make_loaders"](ns["train_set"], ns["val_set"], ns["test_set"], batch_size=config["batch_size"],
-                                seed=seed)[0]
-    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    optimizer = ns["make_optimizer"](model, "sgd", config["lr"])
-    sums, steps = [0.0] * len(layers), [0]
-    step = optimizer.step
-
-    def measured_step(closure=None):
-        before = [m.weight.detach().clone() for m in layers]
-        step()
-        for i, (m, w) in enumerate(zip(layers, before)):
-            sums[i] += ((m.weight.detach() - w).norm() / w.norm()).item()
-        steps[0] += 1
-
-    optimizer.step = measured_step
-    ns["train_one_epoch"](model, loader, optimizer, nn.CrossEntropyLoss(), torch.device("cpu"))
-    return [s / steps[0] for s in sums]
-
-
-def test_bn_moves_the_first_convolution_further_per_step(notebook):
+def test_bn_moves_the_first_convolution_further_per_step(measured):
     """At the same learning rate +BN's first convolution changes, relative to its size, at least the factor the
-    answer states more per step than the baseline's during the first epoch."""
+    answer states more per step than the baseline's during the first epoch (of the runs at CONFIG["lr"], the
+    notebook's model, data, loop and optimiser)."""
     answer = _model_answer("answer_comparison")
     found = re.search(r"(\d+) vegades més", answer)
     assert found, "the model answer states how much further +BN's first convolution moves"
     factor = int(found.group(1))
+    updates = measured[1]
     for seed in SEEDS:
-        base = _first_epoch_relative_updates(notebook, seed, False)
-        bn = _first_epoch_relative_updates(notebook, seed, True)
+        base, bn = updates[(seed, False)], updates[(seed, True)]
+        assert len(base) == len(bn) >= 1, (base, bn)  # one mean per Conv2d/Linear layer, measured once
         assert bn[0] >= factor * base[0], (seed, base, bn)
 
 
@@ -286,7 +331,7 @@ def test_bn_moves_the_first_convolution_further_per_step(notebook):
 
 def _mode_config(ns: dict, fast: bool) -> dict:
     """CONFIG as the notebook's setup cell writes it in fast or in full (Colab) mode."""
-    nb = nbformat.read(str(NOTEBOOK), as_version=4)
+    nb = read_notebook(NOTEBOOK)
     setup = next(c.source for c in nb.cells if _cell_key(c) == "given_setup")
     scratch = {**ns, "FAST": fast}
     threads = torch.get_num_threads()
@@ -297,27 +342,29 @@ def _mode_config(ns: dict, fast: bool) -> dict:
 
 def _trainable_percent(ns: dict, config: dict, use_bn: bool) -> float:
     """The transfer model exactly as the notebook's exp-transfer cell builds it (weights=None stands in for the
-    ImageNet weights: same shapes), and the percentage of its parameters that train."""
+    ImageNet weights: same shapes), and the percentage of its parameters that train.  Built on the meta device:
+    the shapes without the memory or the initialisation of the full-size model's 60 million values."""
     if config["transfer_pretrained"]:
         kwargs = dict(width=1.0, hidden=config["hidden"], pool=6)
     else:
         kwargs = dict(width=config["width"], hidden=config["hidden"], pool=config["pool"])
-    model = ns["build_alexnet"](config["num_classes"], use_bn=use_bn, use_dropout=True, freeze_features=True,
-                                **kwargs)
+    with torch.device("meta"):
+        model = ns["build_alexnet"](config["num_classes"], use_bn=use_bn, use_dropout=True, freeze_features=True,
+                                    **kwargs)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return 100 * trainable / sum(p.numel() for p in model.parameters())
 
 
-def test_the_trainable_fraction_in_the_transfer_answer_is_the_notebooks(notebook):
+def test_the_trainable_fraction_in_the_transfer_answer_is_the_notebooks(definitions):
     answer = _model_answer("answer_transfer")
     full = re.search(r"s'entrena el (\d+) % dels paràmetres", answer)
     fast = re.search(r"En mode ràpid la fracció és el (\d+) %", answer)
     assert full and fast, "the model answer states the trainable fraction in both modes"
     for is_fast, stated in ((False, full), (True, fast)):
-        config = _mode_config(notebook, is_fast)
+        config = _mode_config(definitions, is_fast)
         assert config["transfer_pretrained"] is not is_fast
         for use_bn in (False, True):
-            computed = _trainable_percent(notebook, config, use_bn)
+            computed = _trainable_percent(definitions, config, use_bn)
             assert abs(computed - int(stated.group(1))) < 1, (is_fast, use_bn, computed, stated.group(0))
     assert "la gran majoria" not in answer.split("**Rúbrica")[0]
 

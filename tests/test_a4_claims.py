@@ -12,6 +12,12 @@ Float order must not decide a claim: both are judged again, on all their seeds, 
 two math threads and with other CPU kernels (``ATEN_CPU_CAPABILITY=default`` / ``avx2``), through
 the machinery of ``claims_support``.  Run as a script (``python tests/test_a4_claims.py [--threads N]``)
 it prints both measurements as JSON on its last line: that is what the subprocesses do.
+
+The two claims share no training (the grid and the random configurations carry a weight decay, the map's
+cells none, at other batch sizes), so each process trains every configuration once: 38 trainings per seed.
+
+Tiers (tests/tiers.py): every claim here is judged on seeds, in process and in the float-order variants:
+``thorough``.  Only the check that the script reads the answers the catalogue grades is ``quick``.
 """
 from __future__ import annotations
 
@@ -19,13 +25,16 @@ import itertools
 import math
 import re
 import sys
-from pathlib import Path
 
 import pytest
 
-from claims_support import (FLOAT_ORDER_VARIANTS, VARIANT_IDS, run_in_subprocess, script_main,
-                            start_single_thread_variants, stop_started)
+# (the notebook is read with claims_support.read_notebook, not nbformat: the script starts without its import)
+from claims_support import (FLOAT_ORDER_VARIANTS, SOLUTION_RE, VARIANT_IDS, cell_by_grade_id, float_orders,
+                            notebook_fixture, read_notebook, script_main)
 from conftest import REPO, shared_module
+from tiers import thorough
+
+assert float_orders  # a fixture of this module's tests, imported from claims_support
 
 ASSIGNMENT = "a4_hyperparameters"
 SOURCE = REPO / "source" / ASSIGNMENT / "hyperparameters.ipynb"
@@ -34,24 +43,29 @@ CLAIM_EPOCHS = 4
 RANDOM_VS_GRID_SEEDS = range(5)
 HEATMAP_SEEDS = range(5)
 HEATMAP_LRS, HEATMAP_BATCH_SIZES = [0.01, 0.03, 0.1, 0.3, 1.0], [16, 64]
+VARIANT_SEEDS = ()  # the script runs both claims on all their seeds
+
+
+def solutions(nb) -> dict:
+    """{grade_id: the instructor's solution, markers removed} of the notebook's answer cells (code cells with
+    nbgrader's ``solution``), in notebook order: what the catalogue's solution variant hands in
+    (test_the_script_runs_the_solution_the_catalogue_grades)."""
+    return {c.metadata["nbgrader"]["grade_id"]: SOLUTION_RE.sub("", c.source) for c in nb.cells
+            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
 
 
 def notebook_namespace() -> dict:
     """The solution's functions and the read-only experiment code, in one namespace (no plots)."""
-    import nbformat
     import torch
-
-    from coursekit import classgen
-    from bncourse.classgen import a4_hyperparameters as catalogue
 
     course_utils = shared_module("course_utils.py", "course_loops.py")
     namespace = dict(vars(course_utils))
     namespace.update(torch=torch, nn=torch.nn, math=math, itertools=itertools, plt=None)
-    for answer in catalogue.ANSWERS:
-        exec(catalogue.solution(answer), namespace)
-    source = nbformat.read(str(SOURCE), as_version=4)
-    exec(classgen.cell_by_grade_id(source, "experiment_code").source, namespace)
-    namespace["_experiment_search_cell"] = classgen.cell_by_grade_id(source, "experiment_search").source
+    source = read_notebook(SOURCE)
+    for solution in solutions(source).values():
+        exec(solution, namespace)
+    exec(cell_by_grade_id(source, "experiment_code").source, namespace)
+    namespace["_experiment_search_cell"] = cell_by_grade_id(source, "experiment_search").source
     return namespace
 
 
@@ -116,10 +130,20 @@ def _with_one_thread(fn, *args):
 
 
 @pytest.fixture(scope="module")
-def notebook():
-    start_single_thread_variants(Path(__file__), [])  # on the other core while this process measures
-    yield notebook_namespace()
-    stop_started()
+@thorough
+def notebook(float_orders):
+    """The namespace where this process measures both claims on all their seeds (minutes).  float_orders is set
+    up first, so that the one-thread variants this session selected compute on the other core meanwhile."""
+    yield from notebook_fixture(notebook_namespace)
+
+
+def test_the_script_runs_the_solution_the_catalogue_grades():
+    """The answers the namespace executes are the catalogue's answer cells, with the catalogue's solution."""
+    from bncourse.classgen import a4_hyperparameters as catalogue
+
+    found = solutions(read_notebook(SOURCE))
+    assert tuple(found) == tuple(catalogue.ANSWERS)
+    assert all(found[answer] == catalogue.solution(answer) for answer in catalogue.ANSWERS)
 
 
 def test_random_search_beats_grid_at_equal_budget(notebook):
@@ -144,9 +168,9 @@ def test_batchnorm_widens_the_good_learning_rate_region(notebook):
 
 
 @pytest.mark.parametrize("name,env,threads", FLOAT_ORDER_VARIANTS, ids=VARIANT_IDS)
-def test_the_claims_do_not_hinge_on_float_order(name, env, threads):
+def test_the_claims_do_not_hinge_on_float_order(float_orders, name, env, threads):
     """Both claims, on all their seeds, in a subprocess with two math threads or another CPU kernel."""
-    report = run_in_subprocess(Path(__file__), [], env, threads)
+    report = float_orders(env, threads)
     counts = [{True: c["bn"], False: c["plain"]} for c in report["counts"]]
     failures = random_vs_grid_failures(report["gaps"]) + batchnorm_region_failures(counts)
     assert not failures, f"{name}:\n" + "\n".join(failures)

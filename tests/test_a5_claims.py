@@ -27,6 +27,14 @@ CONFIG) is executed here cell by cell, outside nbgrader; the evidence cells
    two; about 5 s of CPU per seed).
 (The folding claim, same outputs and no BN left, is exact and is checked on the
 graded solution by test_a5_modern_architectures.)
+
+The one-thread runs happen in this process; the two-thread runs in one subprocess (this module run as a script,
+``python tests/test_a5_claims.py --threads 2 CELL:SEED ...``) whose OpenMP threads wait passively, started ahead
+so that it computes on the other core meanwhile: in this process two spinning threads made a fine-tuning run
+with batches of 2 take minutes on a machine whose cores were busy with other work.
+
+Tiers (tests/tiers.py): every evidence cell re-run on seeds and thread counts is ``thorough``; the full-size
+facts of the transfer answer, computed on the meta device from the notebook's definitions, are ``quick``.
 """
 from __future__ import annotations
 
@@ -34,19 +42,30 @@ import ast
 import contextlib
 import io
 import re
+import sys
+from pathlib import Path
 
-import nbformat
 import pytest
 import torch
 
+# (the notebook is read with claims_support.read_notebook, not nbformat: the script starts without its import)
+from claims_support import FLOAT_ORDER_VARIANTS, StreamedRuns, read_notebook, stream_main
 from conftest import REPO
+from tiers import thorough
 
 NOTEBOOK = REPO / "source" / "a5_modern_architectures" / "modern_architectures.ipynb"
-DEFINITIONS = ("shared", "shared-course-loops", "setup", "build-block", "given-resnet", "build-resnet", "freeze-bn",
-               "exp-layernorm")
-# cells whose imports, constants and functions (not their runs) later cells use: the miniature ResNet of 5.4, and
-# the AlexNet+BN builder and loaders of 5.5
-DEFINITIONS_ONLY = ("exp-finetune", "exp-transfer")
+DEFINITIONS = ("shared", "shared-course-loops", "setup", "build-block", "given-resnet", "build-resnet", "freeze-bn")
+# cells whose imports, constants, functions and classes (not their runs, which the tests make) the tests or later
+# cells use: the ConvNeXt-style block of 5.3, the miniature ResNet of 5.4, the AlexNet+BN builder and loaders of 5.5
+DEFINITIONS_ONLY = ("exp-layernorm", "exp-finetune", "exp-transfer")
+# the evidence cell that each test on seeds and threads re-runs
+CELL_OF_TEST = {"test_requires_grad_alone_does_not_freeze_bn": "freeze-demo",
+                "test_zero_init_blocks_start_as_the_identity": "exp-zero-init",
+                "test_bn_depends_on_the_batch_and_layernorm_does_not": "exp-layernorm",
+                "test_small_batch_finetuning_breaks_bn_in_train_mode": "exp-finetune",
+                "test_transfer_comparison_runs_and_both_networks_learn": "exp-transfer"}
+# the environment of the two-thread runs: claims_support's two-thread variant (OpenMP threads wait passively)
+TWO_THREADS = next(env for name, env, threads in FLOAT_ORDER_VARIANTS if name == "two-threads")
 
 
 def _definitions(source: str, name: str):
@@ -58,26 +77,24 @@ def _definitions(source: str, name: str):
     return compile(tree, name, "exec")
 
 
-@pytest.fixture(scope="module")
-def notebook():
-    nb = nbformat.read(str(NOTEBOOK), as_version=4)
-    cells = {c.get("id"): c.source for c in nb.cells if c.cell_type == "code"}
-    namespace: dict = {}
-    threads = torch.get_num_threads()
+def notebook_namespace():
+    """(the notebook's code cells by id, its namespace after the definitions): fast mode, solution code."""
     import matplotlib
 
     matplotlib.use("Agg")  # the fine-tuning cell plots its curves
+    nb = read_notebook(NOTEBOOK)
+    cells = {c.get("id"): c.source for c in nb.cells if c.cell_type == "code"}
+    namespace: dict = {}
     with contextlib.redirect_stdout(io.StringIO()):
         for cell_id in DEFINITIONS:
             exec(compile(cells[cell_id], cell_id, "exec"), namespace)
         for cell_id in DEFINITIONS_ONLY:
             exec(_definitions(cells[cell_id], cell_id), namespace)
-    torch.set_num_threads(threads)  # the setup cell asks for one thread in fast mode; each test sets its own
     return cells, namespace
 
 
-def _run(cells, namespace, cell_id: str, seed: int, threads: int) -> str:
-    torch.set_num_threads(threads)
+def _run(cells, namespace, cell_id: str, seed: int) -> str:
+    """What the cell prints, run with the notebook's SEED = ``seed`` (with the math threads as they are)."""
     namespace["SEED"] = seed
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -85,10 +102,51 @@ def _run(cells, namespace, cell_id: str, seed: int, threads: int) -> str:
     return out.getvalue()
 
 
+@pytest.fixture(scope="module")
+def notebook():
+    """The notebook's definitions (about a second): quick."""
+    threads = torch.get_num_threads()
+    cells, namespace = notebook_namespace()
+    torch.set_num_threads(threads)  # the setup cell asks for one thread in fast mode
+    return cells, namespace
+
+
+@pytest.fixture(scope="module")
+@thorough
+def evidence(request, notebook):
+    """``run(cell_id, seed, threads) -> printed text``: an evidence cell re-run with the notebook's SEED = seed
+    under ``threads`` math threads (up to tens of seconds each).  One thread: in this process, in the `notebook`
+    namespace.  Two threads: in one subprocess (:class:`claims_support.StreamedRuns`), started here with the
+    two-thread runs of this session's selected tests, in the order they run."""
+    script = Path(__file__).resolve()
+    two_threads = [f"{CELL_OF_TEST[item.originalname]}:{item.callspec.params['seed']}"
+                   for item in request.session.items
+                   if Path(str(item.path)).resolve() == script and getattr(item, "originalname", None) in CELL_OF_TEST
+                   and item.callspec.params.get("threads") == 2]
+    streamed = StreamedRuns(script, two_threads, TWO_THREADS, 2) if two_threads else None
+    threads_before = torch.get_num_threads()
+    cells, namespace = notebook
+
+    def run(cell_id: str, seed: int, threads: int) -> str:
+        if threads == 1:
+            torch.set_num_threads(1)
+            return _run(cells, namespace, cell_id, seed)
+        assert threads == 2 and streamed is not None, threads
+        return streamed.get(f"{cell_id}:{seed}")
+
+    yield run
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    torch.set_num_threads(threads_before)  # later modules of the session run as they would have
+    if streamed is not None:
+        streamed.stop()
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_requires_grad_alone_does_not_freeze_bn(notebook, seed, threads):
-    text = _run(*notebook, "freeze-demo", seed, threads)
+def test_requires_grad_alone_does_not_freeze_bn(evidence, seed, threads):
+    text = evidence("freeze-demo", seed, threads)
     assert "[False, False]" in text
     moved = float(re.search(r"mode train\(\): ([0-9.]+)", text).group(1))
     assert moved > 0.02, text  # one batch of shifted data moves the running mean by momentum * shift
@@ -97,8 +155,8 @@ def test_requires_grad_alone_does_not_freeze_bn(notebook, seed, threads):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_zero_init_blocks_start_as_the_identity(notebook, seed, threads):
-    text = _run(*notebook, "exp-zero-init", seed, threads)
+def test_zero_init_blocks_start_as_the_identity(evidence, seed, threads):
+    text = evidence("exp-zero-init", seed, threads)
     rows = dict(re.findall(r"zero_init_residual=(True|False)\s*: canvi relatiu per bloc ([0-9. ]+)", text))
     plain, zeroed = ([float(v) for v in rows[k].split()] for k in ("False", "True"))
     assert len(plain) == len(zeroed) == 5
@@ -108,10 +166,10 @@ def test_zero_init_blocks_start_as_the_identity(notebook, seed, threads):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_bn_depends_on_the_batch_and_layernorm_does_not(notebook, seed, threads):
+def test_bn_depends_on_the_batch_and_layernorm_does_not(evidence, seed, threads):
     """The ConvNeXt-style measurement: with BN the output of one image depends on its batch companions and
     differs between train() and eval(), several times more with batches of 2 than of 64; with LN neither."""
-    text = _run(*notebook, "exp-layernorm", seed, threads)
+    text = evidence("exp-layernorm", seed, threads)
     table = {(n, int(b)): (float(d), float(g)) for n, b, d, g in re.findall(
         r"^\s*(BN|LN) \|\s+(\d+) \|\s+([0-9.]+) \|\s+([0-9.]+)$", text, flags=re.MULTILINE)}
     assert len(table) == 4, text
@@ -123,10 +181,10 @@ def test_bn_depends_on_the_batch_and_layernorm_does_not(notebook, seed, threads)
 
 
 @pytest.mark.parametrize(("seed", "threads"), [(0, 1), (1, 1), (2, 1), (1, 2)])
-def test_small_batch_finetuning_breaks_bn_in_train_mode(notebook, seed, threads):
+def test_small_batch_finetuning_breaks_bn_in_train_mode(evidence, seed, threads):
     """Batches of 2 with 1x1 maps in the last stage: BN in train() collapses to chance in eval();
     the student's freeze_bn and GroupNorm do not (a wide margin on every seed)."""
-    text = _run(*notebook, "exp-finetune", seed, threads)
+    text = evidence("exp-finetune", seed, threads)
     chance = float(re.search(r"atzar: ([0-9.]+)", text).group(1))
     final = {k.strip(): float(v.split()[-1]) for k, v in re.findall(
         r"^(.+?): exactitud de validació \(eval\) per època ([0-9. ]+)$", text, flags=re.MULTILINE)}
@@ -175,10 +233,10 @@ def test_transfer_models_full_size_facts(notebook):
 
 
 @pytest.mark.parametrize(("seed", "threads"), [(0, 1), (1, 1), (2, 1), (3, 1), (1, 2)])
-def test_transfer_comparison_runs_and_both_networks_learn(notebook, seed, threads):
+def test_transfer_comparison_runs_and_both_networks_learn(evidence, seed, threads):
     """The fast-mode run of 5.5: the ResNet has fewer parameters than AlexNet+BN, the whole network trains, and
     both end well above chance (measured finals 0.74-0.99 on seeds 0-7 against a chance of 0.5)."""
-    text = _run(*notebook, "exp-transfer", seed, threads)
+    text = evidence("exp-transfer", seed, threads)
     chance = float(re.search(r"atzar: ([0-9.]+)", text).group(1))
     rows = {name: [int(n.replace(",", "")) for n in numbers] for name, *numbers in re.findall(
         r"^\s*(ResNet|AlexNet\+BN) \(miniatura\) \|\s+([0-9,]+) \|\s+([0-9,]+) \|\s+([0-9,]+) \|", text,
@@ -191,3 +249,15 @@ def test_transfer_comparison_runs_and_both_networks_learn(notebook, seed, thread
         r"^\s*(.+?) \(miniatura\): exactitud de validació per època ([0-9. ]+)$", text, flags=re.MULTILINE)}
     assert set(final) == {"ResNet", "AlexNet+BN"}, text
     assert min(final.values()) > chance + 0.15, text  # the prose: "the two networks learn"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# run as a script: ``--threads N CELL:SEED ...``, what each run of an evidence cell prints, one JSON line per run
+
+def _run_named(state, name: str) -> str:
+    cell_id, seed = name.rsplit(":", 1)
+    return _run(*state, cell_id, int(seed))
+
+
+if __name__ == "__main__":
+    stream_main(sys.argv[1:], notebook_namespace, _run_named)
