@@ -4,7 +4,7 @@ it) beside the module's budget in ``tests/time_budget.json``, measured on the 2-
 are for.  A module over its budget is named in a warning line; it never fails the run.
 
 A module's budget is the sum of its budgets in the tiers this run selected from it (``quick``,
-``thorough``: see tests/tiers.py); ``make times`` prints the measured table as the JSON to commit."""
+``thorough``: see tests/tiers.py; ``rehearsal``: ``make rehearsal``); ``make times`` prints the measured table as the JSON to commit."""
 from __future__ import annotations
 
 import json
@@ -22,7 +22,7 @@ def add(report) -> None:
     module = report.nodeid.split("::", 1)[0]
     _seconds[module] += report.duration
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        _tiers[module].add("thorough" if "thorough" in report.keywords else "quick")
+        _tiers[module].add(next((t for t in ("rehearsal", "thorough") if t in report.keywords), "quick"))
 
 
 def _budget() -> dict:
