@@ -13,7 +13,7 @@ submission is graded by both.
 """
 from __future__ import annotations
 
-import importlib
+import functools
 
 import pytest
 
@@ -41,17 +41,13 @@ def thorough(fixture_function):
     return fixture_function
 
 
-def catalogue(assignment: str):
-    module = importlib.import_module(f"bncourse.classgen.{assignment}")
-    variants = list(module.VARIANTS)
-    faked = list(module.faked()) if hasattr(module, "faked") else []
-    return variants, faked
-
-
-def quick_students(assignment: str) -> set[str]:
+@functools.cache  # asked once per collected test
+def quick_students(assignment: str) -> frozenset[str]:
     """The submissions of ``assignment`` that the quick tier grades."""
-    _, faked = catalogue(assignment)
-    return set(CORE) | set(SAMPLE.get(assignment, ())) | {v.student for v in faked}
+    from assignment_checks import catalogue_of  # it imports conftest, which imports this module
+
+    _, faked = catalogue_of(assignment)
+    return frozenset(CORE) | set(SAMPLE.get(assignment, ())) | {v.student for v in faked}
 
 
 def _uses_thorough_fixture(item) -> bool:
